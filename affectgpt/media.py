@@ -1,0 +1,118 @@
+"""The one place that reads and writes video/audio (PyAV). Used by the synthetic corpus, the pack job and
+``affectgpt describe``, so training data and inference inputs are decoded identically.
+
+Frame sampling: ``num_frames`` frames at the centres of equal segments of the clip, resized to a square
+``size`` x ``size`` RGB image (no crop: faces near the border stay in view). Audio: mono float32 at
+``sample_rate`` Hz, truncated to ``max_audio_seconds``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+class MediaError(RuntimeError):
+    """A media file that cannot be decoded; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Clip:
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    audio: np.ndarray | None  # float32 [N] in [-1, 1]; None when the file has no audio track
+    sample_rate: int
+    duration: float  # seconds, of the video stream
+
+
+def write_clip(path: str | Path, frames: np.ndarray, fps: int, audio: np.ndarray | None, sample_rate: int) -> None:
+    """Write ``frames`` (uint8 [T,H,W,3]) as H.264 and ``audio`` (float32 mono) as AAC into an mp4."""
+    path = Path(path)
+    with av.open(str(path), mode="w", format="mp4") as container:
+        vstream = container.add_stream("libx264", rate=fps)
+        vstream.width, vstream.height = frames.shape[2], frames.shape[1]
+        vstream.pix_fmt = "yuv420p"
+        vstream.options = {"preset": "veryfast", "crf": "23"}
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        for image in frames:
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            container.mux(vstream.encode(frame))
+        container.mux(vstream.encode())
+        if astream is not None:
+            pcm = np.clip(audio, -1.0, 1.0).astype(np.float32)[None, :]
+            aframe = av.AudioFrame.from_ndarray(pcm, format="fltp", layout="mono")
+            aframe.sample_rate = sample_rate
+            container.mux(astream.encode(aframe))
+            container.mux(astream.encode())
+
+
+def decode_clip(
+    path: str | Path,
+    num_frames: int = 8,
+    size: int = 224,
+    sample_rate: int = 16000,
+    max_audio_seconds: float = 10.0,
+) -> Clip:
+    """Decode ``num_frames`` uniformly sampled RGB frames and the resampled mono audio of a video file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "file is empty (0 bytes)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(path, "no video stream")
+            frames, duration = _read_frames(container, num_frames, size)
+        audio = None
+        with av.open(str(path)) as container:
+            if container.streams.audio:
+                audio = _read_audio(container, sample_rate, max_audio_seconds)
+    except MediaError:
+        raise
+    except (av.FFmpegError, ValueError, IndexError, OSError) as e:
+        raise MediaError(path, f"undecodable ({type(e).__name__}: {e})") from e
+    if len(frames) == 0:
+        raise MediaError(path, "no decodable video frames (truncated or corrupt)")
+    return Clip(frames=frames, audio=audio, sample_rate=sample_rate, duration=duration)
+
+
+def _read_frames(container: av.container.InputContainer, num_frames: int, size: int) -> tuple[np.ndarray, float]:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    decoded = [f.to_ndarray(width=size, height=size, format="rgb24") for f in container.decode(stream)]
+    if not decoded:
+        return np.zeros((0, size, size, 3), np.uint8), 0.0
+    rate = float(stream.average_rate or 25)
+    duration = len(decoded) / rate
+    # Segment centres; short clips repeat frames rather than changing the sample count.
+    picks = [min(len(decoded) - 1, math.floor((i + 0.5) * len(decoded) / num_frames)) for i in range(num_frames)]
+    return np.stack([decoded[i] for i in picks]), duration
+
+
+def _read_audio(container: av.container.InputContainer, sample_rate: int, max_seconds: float) -> np.ndarray:
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    limit = int(max_seconds * sample_rate)
+    chunks: list[np.ndarray] = []
+    total = 0
+    for frame in container.decode(container.streams.audio[0]):
+        for out in resampler.resample(frame):
+            chunks.append(out.to_ndarray().reshape(-1))
+            total += chunks[-1].size
+        if total >= limit:
+            break
+    else:
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return audio[:limit].astype(np.float32)
