@@ -159,8 +159,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, (str, Path)):
             raise ConfigError(f"{where}: expected a path, got {value!r}")
         return Path(value)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if tp is float and not isinstance(value, bool):
+        # YAML 1.1 reads "3e-4" (no dot) as a string; accept any float spelling for float fields.
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected float, got {value!r}") from None
     if tp in (int, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value

@@ -151,7 +151,7 @@ def _row_problem(cells: list[str], header: list[str], layout: str, name: str, se
         return f"has {len(cells)} cells, header has {len(header)} (missing column {header[len(cells)]!r})"
     if not name:
         return "empty 'name'"
-    for column, cell in zip(header, cells):
+    for column, cell in zip(header, cells, strict=False):
         if any("\udc80" <= ch <= "\udcff" for ch in cell):
             return f"column {column!r} is not valid UTF-8"
     if name in seen:

@@ -182,7 +182,7 @@ def write_corpus(cfg: SynthConfig) -> dict[str, int]:
     jobs = [(cfg, i, str(split_of[i])) for i in range(cfg.num)]
     rows: dict[str, list[dict[str, str]]] = {s: [] for s in SPLITS}
     results = _run(jobs, cfg.workers)
-    for (_, _, split), row in tqdm(zip(jobs, results), total=cfg.num, desc="synth", unit="clip"):
+    for (_, _, split), row in tqdm(zip(jobs, results, strict=True), total=cfg.num, desc="synth", unit="clip"):
         rows[split].append(row)
     for split in SPLITS:
         write_csv(cfg.out / f"{split}.csv", rows[split])

@@ -49,17 +49,16 @@ def render_face(
     """Frames uint8 [T, size, size, 3]."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     rest = BASES["neutral"]
-    gradient = who.background[None, None, :] * (1 - yy[..., None]) + who.background2[None, None, :] * yy[..., None]
+    gradient = (who.background * (1 - yy[..., None]) + who.background2 * yy[..., None]).astype(np.float32)
     intensity = expression_curve(num_frames, rng)
     phase = rng.uniform(0, 2 * np.pi)
     blink_at = rng.integers(0, num_frames)
+    # A few noise fields cycled over the frames: sensor-like noise at a fraction of the cost of fresh noise.
+    noise = 6 * rng.standard_normal((3, size, size, 3), dtype=np.float32)
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     for i in range(num_frames):
         k = intensity[i]
-
-        def mix(name: str) -> float:
-            return (1 - k) * getattr(rest, name) + k * getattr(cues, name)
-
+        mix = _mixer(rest, cues, k)
         t = i / fps
         motion = k * cues.head_amp
         cx = who.centre[0] + motion * np.sin(2 * np.pi * cues.head_speed * t + phase)
@@ -71,9 +70,17 @@ def render_face(
         _draw_eyes(img, xx, yy, cx, cy, who, eye_open)
         _draw_brows(img, xx, yy, cx, cy, who, mix("brow_angle"), mix("brow_raise"))
         _draw_mouth(img, xx, yy, cx, cy, who, mix("mouth_curve"), mix("mouth_open"))
-        img += rng.normal(0, 6, img.shape)  # sensor noise
-        frames[i] = np.clip(img, 0, 255).astype(np.uint8)
+        img += noise[i % len(noise)]
+        np.clip(img, 0, 255, out=img)
+        frames[i] = img
     return frames
+
+
+def _mixer(rest: Cues, target: Cues, k: float):
+    def mix(name: str) -> float:
+        return (1 - k) * getattr(rest, name) + k * getattr(target, name)
+
+    return mix
 
 
 def _draw_eyes(img, xx, yy, cx, cy, who: Identity, openness: float) -> None:
