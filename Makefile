@@ -11,7 +11,7 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean mlflow-ui
 
 install: $(STAMP)
 
@@ -34,6 +34,14 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Browse the demo's (or any) MLflow store: http://127.0.0.1:$(MLFLOW_PORT). Bound to loopback only.
+MLFLOW_PORT ?= 5000
+MLFLOW_STORE ?= $(DEMO)
+mlflow-ui: $(STAMP)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
+		--workers 1 --backend-store-uri sqlite:///$(abspath $(MLFLOW_STORE))/mlflow.db \
+		--artifacts-destination $(abspath $(MLFLOW_STORE))/mlartifacts
 
 clean:
 	rm -rf $(VENV) .cache work .pytest_cache
