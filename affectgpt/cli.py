@@ -16,6 +16,7 @@ import sys
 COMMANDS = [
     "synth",
     "corpus",
+    "compare",
 ]
 
 

@@ -55,7 +55,8 @@ def collect(uri: str, experiment: str) -> list[Row]:
     rows = []
     for cell, run in evals.items():
         m = run.data.metrics
-        row = Row(backbone=run.data.tags.get("backbone", "?"), init=run.data.tags.get("init", "?"), eval_run=run.info.run_id)
+        tags = run.data.tags
+        row = Row(backbone=tags.get("backbone", "?"), init=tags.get("init", "?"), eval_run=run.info.run_id)
         for key, _ in METRICS:
             if f"eval/{key}" in m:
                 value = m[f"eval/{key}"]
