@@ -153,3 +153,24 @@ def _experiment_id(client, name: str, uri: str) -> str:
 def _param_value(value: Any) -> str:
     text = str(value)
     return text if len(text) <= _PARAM_VALUE_LIMIT else text[: _PARAM_VALUE_LIMIT - 3] + "..."
+
+
+class MlflowMetrics:
+    """The training loop's metrics hook (``affectgpt.train.metrics.MetricsLogger``) backed by an MLflow run.
+
+    ``run_id`` is what the checkpoint stores; passing it back on resume reopens the same run.
+    """
+
+    def __init__(self, tracker: Tracker):
+        self._tracker = tracker
+        self.run_id = tracker.run_id
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        self._tracker.log_metrics(values, step)
+        self._tracker.flush()  # a killed run keeps what it logged before the kill
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._tracker.log_artifact(path, artifact_path)
+
+    def close(self, status: str = "FINISHED") -> None:
+        self._tracker.close(status)
