@@ -1,0 +1,90 @@
+"""Extract the emotion labels that English descriptions attribute to the person.
+
+Prints one JSON object per input, {"labels": [...], "groups": [...]} (groups: level-1 emotion-wheel groups).
+The default extractor is the project's lexicon (offline, deterministic); --llm-url or --llm-model use an LLM
+instead (the EMER papers' protocol), with replies cached on disk.
+
+Examples:
+  affectgpt labels --text "She smiles, but her voice is not happy; she seems anxious."
+  affectgpt labels --csv final-EMER-reason.csv --column english --out labels.csv
+  affectgpt labels --text "..." --explain        # every lexicon match with its attribution status
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+HELP = "extract emotion labels from descriptions (lexicon or LLM)"
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", action="append", help="a description (repeatable)")
+    src.add_argument("--csv", type=Path, help="a CSV file with a name column and a description column")
+    p.add_argument("--column", default="description", help="description column of --csv (default: description)")
+    p.add_argument("--out", type=Path, help="write name,description,labels,groups to this CSV (with --csv)")
+    p.add_argument("--explain", action="store_true", help="also print every lexicon match and its status")
+    add_extractor_arguments(p)
+
+
+def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
+    """Options that choose the extractor; shared by ``labels`` and ``score``."""
+    g = p.add_argument_group("LLM extractor (default: the lexicon)")
+    g.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--llm-model", help="served model name (with --llm-url) or a local HF model dir / .gguf file")
+    g.add_argument("--llm-cache", type=Path, default=Path(".cache/llm-labels"),
+                   help="reply cache directory (default: .cache/llm-labels)")
+    g.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request (default: 60)")
+    g.add_argument("--llm-retries", type=int, default=2, help="retries per description (default: 2)")
+
+
+def build_extractor(args: argparse.Namespace):
+    from affectgpt.eval.extract import LexiconExtractor
+
+    if not args.llm_url and not args.llm_model:
+        return LexiconExtractor()
+    from affectgpt.eval.llm_extract import LLMExtractor, LLMExtractorConfig
+
+    cfg = LLMExtractorConfig(
+        url=args.llm_url, model=args.llm_model, cache_dir=args.llm_cache,
+        timeout_s=args.llm_timeout, retries=args.llm_retries,
+    )
+    return LLMExtractor(cfg)
+
+
+def run(args: argparse.Namespace) -> int:
+    from affectgpt.eval.extract import LexiconExtractor
+    from affectgpt.eval.tables import TableError, read_table
+
+    extractor = build_extractor(args)
+    if args.text:
+        names, texts = [str(i) for i in range(len(args.text))], list(args.text)
+    else:
+        try:
+            table = read_table(args.csv, text_column=args.column)
+        except TableError as e:
+            log.error("%s", e)
+            return 2
+        names, texts = [r.name for r in table], [r.text for r in table]
+    results = extractor.extract_many(texts)
+    for text, result in zip(texts, results, strict=True):
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+        if args.explain and isinstance(extractor, LexiconExtractor):
+            for m in extractor.mentions(text):
+                print(f"  {m.status:10} {m.label:14} {m.form!r} @{m.start}", file=sys.stdout)
+    if args.out:
+        with args.out.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["name", "description", "labels", "groups"])
+            for name, text, r in zip(names, texts, results, strict=True):
+                w.writerow([name, text, ",".join(r.labels), ",".join(r.groups)])
+        covered = sum(bool(r.labels) for r in results)
+        log.info("wrote %s: %d rows, %d with >= 1 label (%.1f%%)", args.out, len(results), covered,
+                 100 * covered / max(len(results), 1))
+    return 0

@@ -1,0 +1,1 @@
+"""Evaluation: emotion labels from free text (lexicon or LLM), EMER metrics, scoring."""

@@ -1,0 +1,118 @@
+"""The emotion lexicon (``lexicon.tsv``, the project's own data file) and its rule-based lemmatiser.
+
+The lexicon maps surface forms to a canonical emotion label and each label to its level-2 and level-1 group
+on the emotion wheel (the file's header cites the wheel and its deviations). The lemmatiser only proposes
+regular derivations (-ly, -ness, plural, comparative) of forms the file lists; it never invents a label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+STOP = "-"  # label of the stop-form row: forms that must never be read as an emotion
+
+
+class LexiconError(ValueError):
+    """A malformed lexicon file; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    label: str
+    level2: str
+    level1: str
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    forms: dict[tuple[str, ...], Entry | None]  # token tuple -> entry; None for stop forms
+    labels: dict[str, Entry]
+    max_words: int  # longest multi-word form, in tokens
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Lexicon:
+        """Read a lexicon TSV; the default is the packaged ``affectgpt/eval/lexicon.tsv``."""
+        if path is None:
+            text = resources.files("affectgpt.eval").joinpath("lexicon.tsv").read_text(encoding="utf-8")
+            where = "affectgpt/eval/lexicon.tsv"
+        else:
+            text, where = Path(path).read_text(encoding="utf-8"), str(path)
+        forms: dict[tuple[str, ...], Entry | None] = {}
+        labels: dict[str, Entry] = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            cells = line.split("\t")
+            if len(cells) not in (3, 4):
+                raise LexiconError(f"{where}, line {number}: expected 3 or 4 tab-separated cells, got {len(cells)}")
+            label, level2, level1 = (c.strip() for c in cells[:3])
+            extra = [f.strip().lower() for f in cells[3].split(",")] if len(cells) == 4 else []
+            entry = None if label == STOP else Entry(label, level2, level1)
+            if entry is not None:
+                if label in labels:
+                    raise LexiconError(f"{where}, line {number}: label {label!r} is listed twice")
+                labels[label] = entry
+                extra.insert(0, label)
+            for form in filter(None, extra):
+                key = tuple(tokens(form))
+                if key in forms and forms[key] != entry:
+                    raise LexiconError(f"{where}, line {number}: form {form!r} already maps to {forms[key]}")
+                forms[key] = entry
+        if not labels:
+            raise LexiconError(f"{where}: no labels")
+        return cls(forms, labels, max(len(k) for k in forms))
+
+    def lookup(self, word: str) -> Entry | None:
+        """The entry of one word or of its regular derivation; None for stop forms and unknown words."""
+        for candidate in lemma_candidates(word):
+            if (candidate,) in self.forms:
+                return self.forms[(candidate,)]
+        return None
+
+    def normalise(self, word: str) -> Entry:
+        """Map an open-vocabulary label ("anxiety", "Angrily", "fed up") to its entry.
+
+        Words the lexicon does not know become their own groups at every level, so they still match
+        themselves exactly and are never silently dropped (metrics count them as unknown).
+        """
+        word = " ".join(tokens(word))
+        entry = self.forms.get(tuple(word.split())) or (self.lookup(word) if " " not in word else None)
+        return entry or Entry(word, word, word)
+
+    def is_known(self, label: str) -> bool:
+        return label in self.labels
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case word tokens; hyphenated words and contractions stay one token."""
+    out, word = [], []
+    for ch in text.lower().replace("\u2019", "'") + " ":
+        if ch.isalpha() or (word and ch in "-'"):
+            word.append(ch)
+        elif word:
+            out.append("".join(word).strip("-'"))
+            word = []
+    return [w for w in out if w]
+
+
+def lemma_candidates(word: str) -> list[str]:
+    """The word, then the regular derivations it could be a form of, most specific first."""
+    w = word.lower()
+    out = [w]
+    for suffix, replacement in (
+        ("ily", "y"), ("ally", ""), ("bly", "ble"), ("ly", ""),
+        ("iness", "y"), ("ness", ""),
+        ("ies", "y"), ("es", ""), ("s", ""),
+        ("ier", "y"), ("iest", "y"), ("er", ""), ("est", ""),
+    ):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            out.append(w[: len(w) - len(suffix)] + replacement)
+    return out
+
+
+@lru_cache(maxsize=1)
+def default_lexicon() -> Lexicon:
+    return Lexicon.load()
