@@ -16,6 +16,8 @@ import sys
 COMMANDS = [
     "synth",
     "corpus",
+    "labels",
+    "score",
     "compare",
 ]
 
