@@ -1,0 +1,239 @@
+"""The training loader: batches of samples from a shard directory, deterministic and resumable.
+
+    loader = ShardLoader("work/shards/coarse", batch_size=8, rank=rank, world_size=world_size,
+                         num_workers=2, seed=0, collate_fn=model.collator(train=True))
+    loader.load_state_dict(checkpoint["loader"])     # optional: continue where a run stopped
+    for epoch in range(loader.epoch, epochs):
+        for batch in loader:                         # one epoch; then loader.epoch += 1
+            ...
+            checkpoint["loader"] = loader.state_dict()
+
+How an epoch is read (all randomness from ``numpy.random.default_rng`` seeded by (seed, epoch, ...)):
+
+* Readers: every rank runs ``W = max(num_workers, 1)`` readers, one per DataLoader worker, so there are
+  ``world_size * W`` reader slots. The shard list is shuffled with (seed, epoch) and dealt round-robin to the
+  slots; a reader loads a whole shard, shuffles its samples and yields them in batches of ``batch_size`` (the
+  pack job already shuffled the corpus into shards, so each shard is a random sample of it).
+* ``resampled=True`` (training, the default): every reader yields the same number of full batches,
+  ``ceil(samples / (slots * batch_size))``, so every rank sees ``len(loader)`` batches and DDP never waits on
+  a rank that ran dry. A reader whose dealt shards run out continues with shards drawn at random (seeded by
+  its slot); one with too many stops early. With the pack job's equal-sized shards nearly every sample is seen
+  once per epoch, and no reader is ever idle, so any number of shards works for any number of slots.
+* ``resampled=False`` (evaluation, coverage checks): every sample exactly once per epoch across all ranks and
+  workers, the last batch of each reader possibly short. Ranks may then get different batch counts, so do not
+  use it under DDP. It needs at least one shard per slot, else a ValueError says so.
+
+Position: ``state_dict()`` records (epoch, batches handed out this epoch); ``load_state_dict`` restores it and
+the next batches are exactly those an uninterrupted run would have produced. Restoring skips whole shards
+from the index's counts without reading them, and skipped samples inside the current shard are never
+decoded. The world size, worker count, batch size, seed, mode and shard set must match the saved ones.
+
+Samples are the dicts of docs/CONTRACTS.md (numpy arrays, no torch); ``collate_fn(list_of_samples)`` runs in
+the worker processes and must be picklable. Decoding is safe (see ``shards.schema``): nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+from shards import storage
+from shards.index import read_index
+from shards.schema import decode_sample
+
+STATE_VERSION = 1
+
+
+def _identity(items: Any) -> Any:
+    return items
+
+
+class ShardLoader:
+    """Stateful iterable over batches of one rank's share of a shard directory.
+
+    Args:
+        shards_dir: directory or fsspec URL holding ``index.json`` and the shards it lists.
+        batch_size: samples per batch (per rank).
+        rank, world_size: this process's place among the data-parallel ranks.
+        num_workers: DataLoader worker processes (0 = read in this process); part of the reading plan, so
+            changing it changes the batch order.
+        seed: with the epoch, decides every shuffle.
+        collate_fn: ``list[Sample] -> batch``, run in the workers; default: the list itself.
+        resampled: True for equal batch counts on every rank (training), False for exactly-once epochs.
+        pin_memory: passed to the torch DataLoader (for tensors made by ``collate_fn``).
+    """
+
+    def __init__(
+        self,
+        shards_dir: str,
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        seed: int = 0,
+        collate_fn: Callable[[list[dict[str, Any]]], Any] | None = None,
+        resampled: bool = True,
+        pin_memory: bool = False,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.shards_dir = str(shards_dir)
+        index = read_index(self.shards_dir)
+        fs, root = storage.location(self.shards_dir)
+        self.config = index.config
+        self.counts = [s.samples for s in index.shards]
+        self.urls = [fs.unstrip_protocol(storage.join(root, s.file)) for s in index.shards]
+        self.shard_digest = hashlib.sha256("".join(s.sha256 for s in index.shards).encode()).hexdigest()
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.num_workers, self.seed, self.resampled, self.pin_memory = num_workers, seed, resampled, pin_memory
+        self.collate_fn = collate_fn or _identity
+        self.readers = max(num_workers, 1)
+        slots = world_size * self.readers
+        if sum(self.counts) == 0:
+            raise ValueError(f"{shards_dir}: the index lists no samples")
+        if not resampled and len(self.counts) < slots:
+            raise ValueError(
+                f"{shards_dir}: {len(self.counts)} shards cannot feed {world_size} ranks x {self.readers} "
+                f"workers = {slots} readers exactly once; use resampled=True, fewer workers, or repack with a "
+                "smaller --samples-per-shard"
+            )
+        self.epoch = 0
+        self.position = 0  # reader items (batches or empty placeholders) handed out in this epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning."""
+        self.epoch, self.position = epoch, 0
+
+    def __len__(self) -> int:
+        """Batches this rank yields per epoch."""
+        return sum(self._plan(self.epoch, worker).batches for worker in range(self.readers))
+
+    def __iter__(self) -> Iterator[Any]:
+        stream = _EpochStream(self, self.epoch, self.position)
+        if self.num_workers == 0:
+            items = iter(stream)
+        else:
+            items = iter(torch.utils.data.DataLoader(
+                stream, batch_size=None, num_workers=self.num_workers, collate_fn=_identity,
+                pin_memory=self.pin_memory,
+            ))
+        for item in items:
+            self.position += 1
+            if item is not None:
+                yield item
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "epoch": self.epoch, "position": self.position, **self._identity()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"loader state version {state.get('version')} is not {STATE_VERSION}")
+        mismatched = {k: (state.get(k), v) for k, v in self._identity().items() if state.get(k) != v}
+        if mismatched:
+            detail = ", ".join(f"{k}: saved {old!r}, now {new!r}" for k, (old, new) in mismatched.items())
+            raise ValueError(f"cannot continue the saved loader position exactly ({detail})")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    def _identity(self) -> dict[str, Any]:
+        return {"seed": self.seed, "rank": self.rank, "world_size": self.world_size, "readers": self.readers,
+                "batch_size": self.batch_size, "resampled": self.resampled, "shards": self.shard_digest}
+
+    def _plan(self, epoch: int, worker: int) -> _ReaderPlan:
+        return _ReaderPlan(self, epoch, self.rank * self.readers + worker)
+
+
+class _ReaderPlan:
+    """What one reader slot reads in one epoch: a shard sequence and how many samples to take from it."""
+
+    def __init__(self, loader: ShardLoader, epoch: int, slot: int):
+        self.loader, self.epoch, self.slot = loader, epoch, slot
+        slots = loader.world_size * loader.readers
+        order = np.random.default_rng([loader.seed, epoch]).permutation(len(loader.counts))
+        self.dealt = [int(i) for i in order[slot::slots]]
+        if loader.resampled:
+            per_reader = math.ceil(sum(loader.counts) / (slots * loader.batch_size))
+            self.samples = per_reader * loader.batch_size
+        else:
+            self.samples = sum(loader.counts[i] for i in self.dealt)
+        self.batches = math.ceil(self.samples / loader.batch_size)
+
+    def shards(self) -> Iterator[int]:
+        yield from self.dealt
+        if self.loader.resampled:  # endless top-up for readers whose dealt shards hold too few samples
+            rng = np.random.default_rng([self.loader.seed, self.epoch, self.slot, 1])
+            while True:
+                yield int(rng.integers(len(self.loader.counts)))
+
+    def samples_from(self, skip: int) -> Iterator[dict[str, Any]]:
+        """Decoded samples of this plan after the first ``skip``; shards wholly skipped are not opened."""
+        remaining = self.samples - skip
+        for visit, shard in enumerate(self.shards()):
+            if remaining <= 0:
+                return
+            count = self.loader.counts[shard]
+            if skip >= count:
+                skip -= count
+                continue
+            raw = _read_shard(self.loader.urls[shard])
+            if len(raw) != count:
+                raise ValueError(f"{self.loader.urls[shard]}: holds {len(raw)} samples, index says {count} "
+                                 "(run `affectgpt shards verify`)")
+            order = np.random.default_rng([self.loader.seed, self.epoch, self.slot, visit, 0]).permutation(count)
+            for i in order[skip : skip + remaining]:
+                where = f"{self.loader.urls[shard]}:{raw[i]['__key__']}"
+                yield decode_sample({k: v for k, v in raw[i].items() if not k.startswith("__")},
+                                    self.loader.config, where)
+            remaining -= min(count - skip, remaining)
+            skip = 0
+
+
+class _EpochStream(torch.utils.data.IterableDataset):
+    """One rank's epoch from a position on, as the items torch's DataLoader interleaves round-robin.
+
+    All readers of a rank emit the same number of items (batches, then ``None`` placeholders that the loader
+    drops), so item ``j`` of the epoch always comes from reader ``j % W``. When a restored epoch starts at
+    position ``p``, DataLoader worker ``i`` plays reader ``(i + p) % W``, so the first item delivered is item p.
+    """
+
+    def __init__(self, loader: ShardLoader, epoch: int, position: int):
+        self.loader, self.epoch, self.position = loader, epoch, position
+
+    def __iter__(self) -> Iterator[Any]:
+        info = torch.utils.data.get_worker_info()
+        readers = self.loader.readers
+        reader = ((info.id if info else 0) + self.position) % readers
+        plans = [self.loader._plan(self.epoch, w) for w in range(readers)]
+        items = max(p.batches for p in plans)
+        plan = plans[reader]
+        # Items of this reader already handed out: those with j * W + reader < position.
+        done = max(0, -(-(self.position - reader) // readers))
+        batch: list[dict[str, Any]] = []
+        for sample in plan.samples_from(min(done, plan.batches) * self.loader.batch_size):
+            batch.append(sample)
+            if len(batch) == self.loader.batch_size:
+                yield self.loader.collate_fn(batch)
+                batch = []
+        if batch:
+            yield self.loader.collate_fn(batch)
+        for _ in range(items - max(done, plan.batches)):
+            yield None
+
+
+def _read_shard(url: str) -> list[dict[str, Any]]:
+    """All samples of a shard as raw members (bytes), through WebDataset's tar grouping."""
+    with storage.location(url)[0].open(url, "rb") as f:
+        files = ({**member, "__url__": url} for member in tar_file_iterator(f))
+        return list(group_by_keys(files))
+

@@ -1,0 +1,83 @@
+"""Re-check a shard directory against its index: every shard present, with the recorded size, sha256 and
+sample count, and every sample holding exactly the members the schema defines.
+
+Each shard is read once: the bytes are hashed on their way through the tar parser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from collections.abc import Callable
+from typing import BinaryIO
+
+from webdataset.tariterators import base_plus_ext
+
+from shards import storage
+from shards.index import Index, read_index
+from shards.schema import member_names
+from shards.writer import ShardInfo
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, source: BinaryIO):
+        self.source = source
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.source.read(len(buffer))
+        self.sha256.update(data)
+        self.size += len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def verify(directory: str, progress: Callable[[ShardInfo], None] | None = None) -> tuple[Index, list[str]]:
+    """Return the index and a list of problems, each naming its shard; an empty list means all is well.
+
+    Raises ShardIndexError when the index itself is missing or malformed.
+    """
+    index = read_index(directory)
+    fs, root = storage.location(directory)
+    problems = []
+    expected = member_names(index.config)
+    for shard in index.shards:
+        problems += _check_shard(fs, storage.join(root, shard.file), shard, expected)
+        if progress:
+            progress(shard)
+    return index, problems
+
+
+def _check_shard(fs, path: str, shard: ShardInfo, expected: set[str]) -> list[str]:
+    if not fs.exists(path):
+        return [f"{shard.file}: missing"]
+    problems = []
+    samples: dict[str, set[str]] = {}
+    with fs.open(path, "rb") as f:
+        reader = _HashingReader(f)
+        try:
+            with tarfile.open(fileobj=io.BufferedReader(reader), mode="r|") as tar:
+                for member in tar:
+                    key, suffix = base_plus_ext(member.name)
+                    samples.setdefault(key, set()).add(suffix)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            problems.append(f"{shard.file}: not a readable tar ({type(e).__name__}: {e})")
+        while reader.readinto(bytearray(1 << 20)):  # hash the end-of-archive padding the parser skipped
+            pass
+    sha256 = reader.sha256.hexdigest()
+    if reader.size != shard.bytes:
+        problems.append(f"{shard.file}: {reader.size} bytes, index says {shard.bytes}")
+    if sha256 != shard.sha256:
+        problems.append(f"{shard.file}: sha256 {sha256} differs from the index ({shard.sha256})")
+    if not problems and len(samples) != shard.samples:
+        problems.append(f"{shard.file}: {len(samples)} samples, index says {shard.samples}")
+    bad = [key for key, members in samples.items() if members != expected]
+    if bad and not problems:
+        problems.append(f"{shard.file}: {len(bad)} sample(s) do not hold the schema's members, e.g. {bad[0]} "
+                        f"has {sorted(samples[bad[0]])}, schema wants {sorted(expected)}")
+    return problems

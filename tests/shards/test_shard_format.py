@@ -1,0 +1,137 @@
+"""Schema, writer, index and verify, without Ray and without video decoding."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import fsspec
+import numpy as np
+import pytest
+import webdataset as wds
+
+from shards.index import INDEX_FILE, ShardIndexError, read_index
+from shards.schema import SchemaError, decode_sample, encode_sample, tar_key
+from shards.verify import verify
+from shards.writer import ShardWriter
+from tests.shards.conftest import TINY, tiny_sample
+
+CONTRACT_KEYS = {"name", "frames", "audio", "has_audio", "subtitle", "description", "labels", "split"}
+
+
+def test_sample_round_trip_has_the_contract_shape():
+    record, frames, audio = tiny_sample(7)
+    sample = decode_sample(encode_sample(record, frames, audio, TINY), TINY, "test")
+    assert set(sample) == CONTRACT_KEYS
+    assert sample["frames"].dtype == np.uint8 and sample["frames"].shape == (2, 16, 16, 3)
+    assert np.abs(sample["frames"].astype(int) - 70).max() <= 2  # JPEG of a flat image is near-exact
+    assert sample["audio"].dtype == np.float32
+    np.testing.assert_allclose(sample["audio"], audio, atol=1e-4)
+    assert sample["has_audio"] is True
+    assert (sample["name"], sample["labels"], sample["split"]) == ("s0007", ["happy"], "coarse")
+
+
+def test_clip_without_audio_track_keeps_the_sample_with_empty_audio():
+    record, frames, _ = tiny_sample(1)
+    sample = decode_sample(encode_sample(record, frames, None, TINY), TINY, "test")
+    assert sample["has_audio"] is False and sample["audio"].shape == (0,)
+
+
+def test_audio_is_cut_to_the_configured_maximum():
+    record, frames, _ = tiny_sample(1)
+    long = np.full(TINY.max_audio_samples * 3, 0.25, np.float32)
+    sample = decode_sample(encode_sample(record, frames, long, TINY), TINY, "test")
+    assert sample["audio"].shape == (TINY.max_audio_samples,)
+
+
+def test_decoder_refuses_members_outside_the_schema():
+    record, frames, audio = tiny_sample(1)
+    members = encode_sample(record, frames, audio, TINY)
+    members["pyd"] = b"\x80\x04K\x01."  # a pickle: must never be loaded
+    with pytest.raises(SchemaError, match=r"shard-x:key.*unexpected \['pyd'\]"):
+        decode_sample(members, TINY, "shard-x:key")
+
+
+def test_decoder_refuses_a_pickled_npy():
+    record, frames, audio = tiny_sample(1)
+    members = encode_sample(record, frames, audio, TINY)
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    members["audio.npy"] = buf.getvalue()
+    with pytest.raises(SchemaError, match="where:.*undecodable"):
+        decode_sample(members, TINY, "where")
+
+
+def test_tar_keys_have_no_dots_or_slashes():
+    assert tar_key("sample_00000042") == "sample_00000042"
+    assert "." not in tar_key("clip.v2/a b") and "/" not in tar_key("clip.v2/a b")
+
+
+def test_writer_is_atomic_and_reproducible(tmp_path):
+    with pytest.raises(RuntimeError):
+        with ShardWriter(str(tmp_path), "coarse-000000.tar") as w:
+            record, frames, audio = tiny_sample(0)
+            w.add("s0000", encode_sample(record, frames, audio, TINY))
+            raise RuntimeError("killed mid-shard")
+    assert list(tmp_path.iterdir()) == []  # neither the final name nor a temporary file
+    infos = []
+    for name in ("a.tar", "b.tar"):
+        with ShardWriter(str(tmp_path), name) as w:
+            for i in range(3):
+                record, frames, audio = tiny_sample(i)
+                w.add(tar_key(record["name"]), encode_sample(record, frames, audio, TINY))
+        infos.append(w.info)
+    assert infos[0].sha256 == infos[1].sha256 and infos[0].samples == 3
+    assert infos[0].bytes == (tmp_path / "a.tar").stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar", "b.tar"]
+
+
+def test_shards_are_plain_webdataset(tmp_path, make_shards):
+    make_shards(tmp_path, [3])
+    samples = list(wds.WebDataset(str(tmp_path / "coarse-000000.tar"), shardshuffle=False))
+    assert [s["__key__"] for s in samples] == ["s0000", "s0001", "s0002"]
+    assert json.loads(samples[1]["json"])["name"] == "s0001"
+
+
+def test_fsspec_url_round_trip(make_shards):
+    url = "memory://shards-test/coarse"
+    index = make_shards(url, [2, 1])
+    assert read_index(url).shards == index.shards
+    assert verify(url)[1] == []
+    fsspec.filesystem("memory").rm("/shards-test", recursive=True)
+
+
+def test_index_round_trip_and_errors(tmp_path, make_shards):
+    index = make_shards(tmp_path, [4, 2])
+    again = read_index(str(tmp_path))
+    assert again == index and again.samples == 6 and again.no_audio == 2
+    data = json.loads((tmp_path / INDEX_FILE).read_text())
+    data["schema_version"] = 99
+    (tmp_path / INDEX_FILE).write_text(json.dumps(data))
+    with pytest.raises(ShardIndexError, match="schema_version 99"):
+        read_index(str(tmp_path))
+    (tmp_path / INDEX_FILE).unlink()
+    with pytest.raises(ShardIndexError, match="no index.json"):
+        read_index(str(tmp_path))
+
+
+def test_verify_passes_then_names_the_damaged_shard(tmp_path, make_shards):
+    make_shards(tmp_path, [4, 4, 2])
+    assert verify(str(tmp_path))[1] == []
+    shard = tmp_path / "coarse-000001.tar"
+    data = bytearray(shard.read_bytes())
+    data[2000] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    problems = verify(str(tmp_path))[1]
+    assert len(problems) == 1 and problems[0].startswith("coarse-000001.tar: sha256")
+    (tmp_path / "coarse-000002.tar").unlink()
+    assert verify(str(tmp_path))[1][1] == "coarse-000002.tar: missing"
+
+
+def test_verify_catches_a_count_mismatch(tmp_path, make_shards):
+    make_shards(tmp_path, [4])
+    data = json.loads((tmp_path / INDEX_FILE).read_text())
+    data["shards"][0]["samples"] = 5
+    data["totals"]["samples"] = 5
+    (tmp_path / INDEX_FILE).write_text(json.dumps(data))
+    assert verify(str(tmp_path))[1] == ["coarse-000000.tar: 4 samples, index says 5"]
