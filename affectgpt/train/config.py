@@ -1,0 +1,127 @@
+"""The training config: one YAML (``configs/stage1.yaml``) -> ``TrainConfig``; unknown keys are rejected.
+
+Batch sizes are stated in samples: ``global_batch_size`` stays fixed whatever the world size, and gradient
+accumulation is derived from it (``global = micro * world * accumulation``), so a run on 2 ranks and one on 64
+see the same optimisation problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+@dataclass
+class ModelSection:
+    # AffectGPTConfig YAML (configs/models/*.yaml); ignored for the architecture when init.from_model is set,
+    # because the weights being loaded fix it.
+    recipe: Path | None = None
+    # Keys merged over the recipe, e.g. ``model.set.llm_init=random`` on the command line.
+    set: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InitSection:
+    """Where the weights come from: the comparisons (pretrained vs random LLM, Stage 2 from Stage 1 or from
+    the base model, fresh vs trained projector) are all settings here, not code changes."""
+
+    # An exported model dir (``affectgpt export``), e.g. the Stage 1 export. None: build from model.recipe.
+    from_model: Path | None = None
+    # Parameter-name prefixes taken from from_model; the rest keeps its fresh initialisation.
+    # ["all"] takes everything; e.g. ["llm"] re-initialises projector and fusion.
+    load: list[str] = field(default_factory=lambda: ["all"])
+
+    def __post_init__(self) -> None:
+        if not self.load:
+            raise ValueError("init.load is empty: list the parameter prefixes to load, or ['all']")
+
+
+@dataclass
+class DataSection:
+    shards: Path = Path("work/shards/coarse")
+    workers: int = 1  # loader worker processes per rank
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"data.workers must be >= 0, got {self.workers}")
+
+
+@dataclass
+class OptimSection:
+    lr: float = 1e-4
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+@dataclass
+class DistSection:
+    # zero3 (default): parameters, gradients and optimizer state partitioned; zero2: gradients + optimizer
+    # state; ddp: DeepSpeed ZeRO stage 0, i.e. replicated model and all-reduced gradients (plain DDP).
+    strategy: Literal["zero3", "zero2", "ddp"] = "zero3"
+    # DeepSpeed JSON template; its "auto" values are filled from this config. None: configs/deepspeed/<strategy>.json
+    deepspeed_config: Path | None = None
+    # auto: bf16 on GPUs, fp32 on CPU (these CPUs have no fast bf16 matmul).
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+
+
+@dataclass
+class CheckpointSection:
+    dir: Path = Path("work/checkpoints/run")
+    every: int = 100  # optimizer steps between checkpoints; one is always written at the end
+    keep_last: int = 3
+    # auto: continue from dir/latest when it exists, else start fresh; never: always start fresh (refuses a
+    # dir that already has checkpoints); or a path to one checkpoint tag dir.
+    resume: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"checkpoint.every must be >= 1, got {self.every}")
+        if self.keep_last < 1:
+            raise ValueError(f"checkpoint.keep_last must be >= 1, got {self.keep_last}")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    init: InitSection = field(default_factory=InitSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    dist: DistSection = field(default_factory=DistSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    global_batch_size: int = 8  # samples per optimizer step, over all ranks
+    micro_batch_size: int = 2  # samples per rank per forward/backward
+    max_steps: int = 100  # optimizer steps
+    seed: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("global_batch_size", "micro_batch_size", "max_steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.model.recipe is None and self.init.from_model is None:
+            raise ValueError("set model.recipe (build a model) or init.from_model (start from an exported one)")
+
+    def accumulation_steps(self, world_size: int) -> int:
+        """Micro-batches per rank per optimizer step that keep ``global_batch_size`` fixed."""
+        per_pass = self.micro_batch_size * world_size
+        if self.global_batch_size % per_pass:
+            fits = [m for m in range(1, self.global_batch_size + 1) if self.global_batch_size % (m * world_size) == 0]
+            raise ValueError(
+                f"global_batch_size={self.global_batch_size} is not a multiple of micro_batch_size x world size "
+                f"= {self.micro_batch_size} x {world_size}; micro_batch_size values that fit: {fits or 'none'}"
+            )
+        return self.global_batch_size // per_pass

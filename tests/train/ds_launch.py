@@ -1,0 +1,80 @@
+"""Start ``deepspeed`` jobs from tests: free ports, own session, and killing every worker by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
+    e["OMP_NUM_THREADS"] = "1"
+    return e
+
+
+def deepspeed_cmd(script: str, config: Path, *overrides: str, ranks: int = 2, port: int | None = None,
+                  launcher_args: tuple[str, ...] = ()) -> list[str]:
+    return [str(BIN / "deepspeed"), "--num_gpus", str(ranks), "--master_port", str(port or free_port()),
+            *launcher_args, script, "--config", str(config), *overrides]
+
+
+def start(cmd: list[str], log: Path) -> subprocess.Popen:
+    out = log.open("w")
+    return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def run(cmd: list[str], log: Path, timeout: float = 120) -> int:
+    proc = start(cmd, log)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc, signal.SIGKILL)
+        raise AssertionError(f"{' '.join(cmd)} timed out; log:\n{log.read_text()[-3000:]}") from None
+
+
+def kill_tree(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the launcher and every descendant by PID (workers may sit in their own process groups)."""
+    try:
+        procs = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        procs = []
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=60)
+
+
+def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode} before the condition held")
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for the condition")
