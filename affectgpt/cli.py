@@ -16,8 +16,10 @@ import sys
 COMMANDS = [
     "synth",
     "corpus",
+    "zoo",
     "labels",
     "score",
+    "serve-llm",
     "compare",
 ]
 

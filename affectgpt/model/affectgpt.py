@@ -1,0 +1,273 @@
+"""The AffectGPT module: encoders -> fusion -> projector -> placeholder slots of a causal LLM's prompt.
+
+Build from a recipe with ``AffectGPT.from_config(cfg)``; save and reload one self-describing directory::
+
+    <dir>/affectgpt.yaml        the recipe, paths relative to <dir>
+    <dir>/llm/                  the LLM (HF format, tied embeddings kept tied) + its tokenizer
+    <dir>/video/, <dir>/audio/  each encoder (HF format) + its image processor / feature extractor
+    <dir>/adapter.safetensors   everything trained from scratch: fusion, projectors, missing-modality tokens
+
+DeepSpeed ZeRO-3: create ``transformers.integrations.HfDeepSpeedConfig(ds_config)`` (and keep it alive) before
+``from_config``; transformers then partitions the LLM and the encoders as it loads them, and ``deepspeed.initialize``
+partitions the small adapter modules. Nothing here reads a parameter's shape at run time, and every parameter
+is used inside its own module's ``forward``, where ZeRO-3 gathers it. Under ZeRO-3 pass the consolidated
+state dict to ``save_pretrained(dir, state_dict=...)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from affectgpt.config import from_dict, read_yaml, to_dict
+from affectgpt.model.attention import resolve_attn_implementation
+from affectgpt.model.collator import AudioInputs, Collator, Sample, VideoInputs
+from affectgpt.model.config import AffectGPTConfig, ModalityConfig
+from affectgpt.model.encoders import AudioEncoder, FrozenAware, VideoEncoder, load_encoder
+from affectgpt.model.fusion import PreFusion, Projector, build_pool
+from affectgpt.model.prompt import AUDIO_TOKEN, FUSION_TOKEN, PLACEHOLDER_TOKENS, VIDEO_TOKEN, PromptBuilder
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "affectgpt.yaml"
+ADAPTER_FILE = "adapter.safetensors"
+
+
+class ModalityBranch(nn.Module):
+    """Encoder -> pool -> projector. Samples without this modality get a learned "missing" sequence instead."""
+
+    def __init__(self, encoder: FrozenAware, cfg: ModalityConfig, num_times: int, hidden: int, heads: int,
+                 dtype: torch.dtype):
+        super().__init__()
+        width = encoder.hidden_size
+        self.encoder = encoder
+        self.pool = build_pool(cfg.fusion, width, cfg.num_queries, num_times, cfg.qformer_layers, heads).to(dtype)
+        self.proj = Projector(width, hidden).to(dtype)
+        self.missing = nn.Parameter(torch.randn(cfg.num_queries, hidden, dtype=dtype) * 0.02)
+
+    def forward(self, present: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        tokens, mask = self.encoder(**inputs)
+        feats = self.proj(self.pool(tokens.to(self.missing.dtype), mask))
+        return torch.where(present.to(feats.device)[:, None, None], feats, self.missing.to(feats.dtype))
+
+
+class AffectGPT(nn.Module):
+    def __init__(self, cfg: AffectGPTConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                 video: FrozenAware | None = None, audio: FrozenAware | None = None,
+                 image_processor: Any = None, feature_extractor: Any = None):
+        super().__init__()
+        self.config = cfg
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.feature_extractor = feature_extractor
+        hidden = llm.config.get_text_config().hidden_size
+        dtype = getattr(torch, cfg.dtype)
+        self.video = None if video is None else ModalityBranch(
+            video, cfg.video, cfg.num_frames, hidden, cfg.fusion_heads, dtype)
+        # Speech encoders carry time in their own position embeddings: one time step.
+        self.audio = None if audio is None else ModalityBranch(audio, cfg.audio, 1, hidden, cfg.fusion_heads, dtype)
+        self.pre_fusion = None
+        if cfg.pre_fusion_tokens:
+            self.pre_fusion = PreFusion(hidden, cfg.pre_fusion_tokens, cfg.fusion_heads).to(dtype)
+        self.token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in PLACEHOLDER_TOKENS}
+
+    @classmethod
+    def from_config(cls, cfg: AffectGPTConfig) -> AffectGPT:
+        dtype = getattr(torch, cfg.dtype)
+        attn = resolve_attn_implementation(cfg.attn_implementation)
+        gguf = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+        tokenizer = AutoTokenizer.from_pretrained(cfg.llm, **gguf)
+        if cfg.llm_init == "pretrained":
+            llm = AutoModelForCausalLM.from_pretrained(cfg.llm, attn_implementation=attn, dtype=dtype, **gguf)
+        else:
+            llm_config = AutoConfig.from_pretrained(cfg.llm, **gguf)
+            llm = AutoModelForCausalLM.from_config(llm_config, attn_implementation=attn, dtype=dtype)
+        add_placeholder_tokens(tokenizer, llm)
+        video = audio = image_processor = feature_extractor = None
+        if cfg.video is not None:
+            video = VideoEncoder(load_encoder(cfg.video.encoder, dtype), frozen=cfg.freeze_encoders)
+            image_processor = AutoImageProcessor.from_pretrained(cfg.video.encoder)
+        if cfg.audio is not None:
+            audio = AudioEncoder(load_encoder(cfg.audio.encoder, dtype), frozen=cfg.freeze_encoders)
+            feature_extractor = AutoFeatureExtractor.from_pretrained(cfg.audio.encoder)
+        model = cls(cfg, llm, tokenizer, video, audio, image_processor, feature_extractor)
+        log.info("AffectGPT: %s LLM (%s, %s init, attention %s), video=%s, audio=%s, %s",
+                 type(llm).__name__, cfg.llm, cfg.llm_init, attn,
+                 cfg.video and cfg.video.fusion, cfg.audio and cfg.audio.fusion, model.parameter_summary())
+        return model
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **overrides: Any) -> AffectGPT:
+        """Load a directory written by ``save_pretrained``; ``overrides`` replace top-level recipe keys
+        (e.g. ``attn_implementation="eager"``)."""
+        path = Path(path)
+        data = read_yaml(path / CONFIG_FILE)
+        data["llm"] = str(path / data["llm"])
+        for name in ("video", "audio"):
+            if data.get(name):
+                data[name]["encoder"] = str(path / data[name]["encoder"])
+        data.update(overrides)
+        model = cls.from_config(from_dict(AffectGPTConfig, data))
+        adapter = load_file(str(path / ADAPTER_FILE))
+        expected = set(model.adapter_state_dict())
+        if set(adapter) != expected:
+            raise ValueError(f"{path / ADAPTER_FILE} does not match the recipe: missing "
+                             f"{sorted(expected - set(adapter))}, unexpected {sorted(set(adapter) - expected)}")
+        model.load_state_dict(adapter, strict=False)
+        return model
+
+    def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write the self-describing directory. ``state_dict`` (keys as in ``self.state_dict()``) replaces the
+        module's own tensors, e.g. the consolidated weights of a ZeRO-3 checkpoint."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict() if state_dict is None else state_dict
+        self.llm.save_pretrained(path / "llm", state_dict=_strip(state, "llm."))
+        self.tokenizer.save_pretrained(path / "llm")
+        recipe = to_dict(self.config)
+        recipe.update(llm="llm", gguf_file=None, llm_init="pretrained")
+        for name, branch, processor in (("video", self.video, self.image_processor),
+                                        ("audio", self.audio, self.feature_extractor)):
+            if branch is not None:
+                branch.encoder.model.save_pretrained(path / name, state_dict=_strip(state, f"{name}.encoder.model."))
+                processor.save_pretrained(path / name)
+                recipe[name]["encoder"] = name
+        adapter_keys = set(self.adapter_state_dict())
+        save_file({k: v.detach().contiguous() for k, v in state.items() if k in adapter_keys}, str(path / ADAPTER_FILE))
+        (path / CONFIG_FILE).write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+        log.info("saved AffectGPT to %s", path)
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors trained from scratch (not part of any pretrained checkpoint)."""
+        return {k: v for k, v in self.state_dict().items()
+                if not (k.startswith("llm.") or ".encoder.model." in k)}
+
+    def collator(self, train: bool = True, packed: bool = False) -> Collator:
+        cfg = self.config
+        prompt = PromptBuilder(
+            tokenizer=self.tokenizer, instruction=cfg.instruction,
+            num_video=cfg.video.num_queries if cfg.video else 0,
+            num_audio=cfg.audio.num_queries if cfg.audio else 0,
+            num_fusion=cfg.pre_fusion_tokens,
+            max_subtitle_tokens=cfg.max_subtitle_tokens, max_description_tokens=cfg.max_description_tokens,
+        )
+        video = VideoInputs(self.image_processor, cfg.num_frames, cfg.frame_size) if cfg.video else None
+        audio = None
+        if cfg.audio:
+            audio = AudioInputs(self.feature_extractor, cfg.sample_rate, int(cfg.max_audio_seconds * cfg.sample_rate))
+        return Collator(prompt, video, audio, train=train, packed=packed)
+
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+              has_video: torch.Tensor | None = None, audio_values: torch.Tensor | None = None,
+              audio_attention_mask: torch.Tensor | None = None, has_audio: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with every placeholder slot replaced by its modality's feature vector."""
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        streams: dict[str, torch.Tensor] = {}
+        if self.video is not None:
+            if pixel_values is None or has_video is None:
+                raise ValueError("this model has a video encoder: the batch needs pixel_values and has_video")
+            streams[VIDEO_TOKEN] = self.video(has_video, pixel_values=pixel_values)
+        if self.audio is not None:
+            if audio_values is None or has_audio is None:
+                raise ValueError("this model has an audio encoder: the batch needs audio_values and has_audio")
+            streams[AUDIO_TOKEN] = self.audio(has_audio, audio_values=audio_values,
+                                              audio_attention_mask=audio_attention_mask)
+        if self.pre_fusion is not None:
+            streams[FUSION_TOKEN] = self.pre_fusion(streams[VIDEO_TOKEN], streams[AUDIO_TOKEN])
+        for token, feats in streams.items():
+            slots = input_ids == self.token_ids[token]
+            if int(slots.sum()) != feats.shape[0] * feats.shape[1]:
+                raise ValueError(f"{int(slots.sum())} {token} slots in the batch for {feats.shape[0]} x "
+                                 f"{feats.shape[1]} feature vectors: build batches with model.collator()")
+            embeds = embeds.masked_scatter(slots[..., None], feats.to(embeds.dtype))
+        return embeds
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                **inputs: Any):
+        """Returns the LLM's output (``.loss`` = mean over description tokens when ``labels`` are given).
+
+        ``use_cache=False`` matters beyond memory: transformers only detects packed rows from restarting
+        ``position_ids`` (and builds the block-diagonal mask) when there is no cache.
+        """
+        llm_kwargs = {k: inputs.pop(k) for k in list(inputs) if k not in _MODALITY_KEYS}
+        embeds = self.embed(input_ids, **inputs)
+        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
+                        labels=labels, use_cache=False, **llm_kwargs)
+
+    @torch.no_grad()
+    def generate(self, samples: list[Sample], max_new_tokens: int = 128, do_sample: bool = False,
+                 temperature: float = 1.0, top_p: float = 1.0, **generate_kwargs: Any) -> list[str]:
+        """Describe each sample (batched, left-padded prompts). Greedy unless ``do_sample``."""
+        device = self.llm.get_input_embeddings().weight.device
+        collate = self.collator(train=False)
+        batch = {k: v.to(device) for k, v in collate(samples).items()}
+        attention_mask = batch.pop("attention_mask")
+        embeds = self.embed(**batch)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {
+            "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        out = self.llm.generate(
+            inputs_embeds=embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+            pad_token_id=collate.prompt.pad_id, eos_token_id=self.stop_token_ids(), **sampling,
+            **generate_kwargs,
+        )
+        return [text.strip() for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def stop_token_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = self.llm.generation_config.eos_token_id
+        ids.update(configured if isinstance(configured, list) else [configured])
+        return sorted(i for i in ids if i is not None)
+
+    def gradient_checkpointing_enable(self) -> None:
+        self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def parameter_summary(self) -> str:
+        parts = {"llm": self.llm, "video": self.video, "audio": self.audio, "pre_fusion": self.pre_fusion}
+        counts = []
+        for name, module in parts.items():
+            if module is not None:
+                total = sum(_numel(p) for p in module.parameters())
+                trainable = sum(_numel(p) for p in module.parameters() if p.requires_grad)
+                counts.append(f"{name} {total / 1e6:.2f}M ({trainable / 1e6:.2f}M trainable)")
+        return ", ".join(counts)
+
+
+_MODALITY_KEYS = ("pixel_values", "has_video", "audio_values", "audio_attention_mask", "has_audio")
+
+
+def add_placeholder_tokens(tokenizer: PreTrainedTokenizerBase, llm: PreTrainedModel) -> None:
+    """Give a tokenizer that lacks them the placeholder tokens, growing the embedding only if it must
+    (Qwen2.5, for one, already has spare rows)."""
+    missing = [t for t in PLACEHOLDER_TOKENS if t not in tokenizer.get_vocab()]
+    if not missing:
+        return
+    tokenizer.add_tokens(missing, special_tokens=True)
+    if len(tokenizer) > llm.config.get_text_config().vocab_size:
+        # Placeholder rows are never read as inputs (features replace them): no need for mean resizing.
+        llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    log.info("added placeholder tokens %s to the tokenizer of %s", missing, type(llm).__name__)
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _numel(p: torch.Tensor) -> int:
+    return getattr(p, "ds_numel", p.numel())  # ZeRO-3 partitioned parameters report their full size here

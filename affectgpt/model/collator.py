@@ -1,0 +1,133 @@
+"""Samples (numpy, see docs/CONTRACTS.md) -> tensors for ``AffectGPT.forward`` / ``generate``.
+
+Three layouts:
+- training, padded: ``input_ids``, ``attention_mask``, ``labels`` ``[B, L]``, right padding;
+- training, packed: ``input_ids``, ``labels``, ``position_ids`` ``[1, sum of lengths]``, no padding at all; the
+  restarting ``position_ids`` tell every attention backend where sequences begin (FlashAttention-2 turns them
+  into cu_seqlens, SDPA/eager into a block-diagonal causal mask), so packed loss equals padded loss;
+- generation: prompt only, ``input_ids``, ``attention_mask`` ``[B, L]``, left padding.
+Modality inputs are per sample either way: ``pixel_values [B, T, 3, H, W]`` + ``has_video [B]``;
+``audio_values`` (+ ``audio_attention_mask``) + ``has_audio [B]``.
+
+The collator is a plain dataclass of a tokenizer and two HF processors, so DataLoader workers can pickle it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from affectgpt.model.prompt import IGNORE_INDEX, PromptBuilder
+
+Sample = Mapping[str, Any]
+
+
+@dataclass
+class VideoInputs:
+    processor: Any  # an HF image processor (resize, crop, normalise as the vision tower was trained)
+    num_frames: int
+    frame_size: int
+
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        present, frames = [], []
+        for s in samples:
+            clip = np.asarray(s["frames"])
+            if clip.ndim != 4 or clip.shape[-1] != 3:
+                raise ValueError(f"{s.get('name', '?')}: frames must be uint8 [T, H, W, 3], got shape {clip.shape}")
+            if len(clip) == 0:
+                # No frames: the model substitutes its learned "missing video" tokens; these pixels are never used.
+                clip = np.zeros((self.num_frames, self.frame_size, self.frame_size, 3), np.uint8)
+            elif len(clip) != self.num_frames:
+                raise ValueError(f"{s.get('name', '?')}: {len(clip)} frames, the model expects {self.num_frames}")
+            present.append(len(np.asarray(s["frames"])) > 0)
+            frames.extend(clip)
+        pixels = self.processor(images=frames, return_tensors="pt", input_data_format="channels_last")
+        pixels = pixels["pixel_values"]
+        return {
+            "pixel_values": pixels.view(len(samples), self.num_frames, *pixels.shape[1:]),
+            "has_video": torch.tensor(present),
+        }
+
+
+@dataclass
+class AudioInputs:
+    extractor: Any  # an HF feature extractor (Whisper log-mel, or wav2vec2-style normalised waveform)
+    sample_rate: int
+    max_samples: int
+
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        present, waves = [], []
+        for s in samples:
+            wave = np.asarray(s["audio"], np.float32).reshape(-1)[: self.max_samples]
+            ok = bool(s.get("has_audio", True)) and wave.size > 0
+            present.append(ok)
+            # No audio: a short silence keeps the batch rectangular; the model substitutes "missing audio" tokens.
+            waves.append(wave if ok else np.zeros(self.sample_rate // 10, np.float32))
+        # Whisper-style extractors pad every clip to their fixed window (the encoder requires it); others pad
+        # to the longest clip and say which samples are real with an attention mask.
+        padding = {} if hasattr(self.extractor, "n_samples") else {"padding": "longest"}
+        feats = self.extractor(waves, sampling_rate=self.sample_rate, return_tensors="pt", **padding)
+        out = {"audio_values": feats[self.extractor.model_input_names[0]], "has_audio": torch.tensor(present)}
+        if "attention_mask" in feats:
+            out["audio_attention_mask"] = feats["attention_mask"]
+        return out
+
+
+@dataclass
+class Collator:
+    prompt: PromptBuilder
+    video: VideoInputs | None
+    audio: AudioInputs | None
+    train: bool = True
+    packed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.packed and not self.train:
+            raise ValueError("packing is for training batches; generation batches are left-padded")
+
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        if not samples:
+            raise ValueError("cannot collate an empty batch")
+        batch = self.text(samples)
+        if self.video is not None:
+            batch.update(self.video(samples))
+        if self.audio is not None:
+            batch.update(self.audio(samples))
+        return batch
+
+    def text(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        if not self.train:
+            return pad([self.prompt.prompt_ids(s["subtitle"]) for s in samples], self.prompt.pad_id, left=True)
+        pairs = [self.prompt.encode(s["subtitle"], s["description"]) for s in samples]
+        if self.packed:
+            return pack(pairs)
+        batch = pad([ids for ids, _ in pairs], self.prompt.pad_id, left=False)
+        batch["labels"] = pad([labels for _, labels in pairs], IGNORE_INDEX, left=False)["input_ids"]
+        return batch
+
+
+def pad(seqs: list[list[int]], value: int, left: bool) -> dict[str, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), value, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        span = slice(width - len(s), width) if left else slice(0, len(s))
+        ids[i, span] = torch.tensor(s, dtype=torch.long)
+        mask[i, span] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def pack(pairs: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    """Concatenate examples into one row. Each starts with (masked) prompt tokens, so no label crosses a border."""
+    ids = [t for seq, _ in pairs for t in seq]
+    labels = [t for _, lab in pairs for t in lab]
+    positions = [p for seq, _ in pairs for p in range(len(seq))]
+    return {
+        "input_ids": torch.tensor([ids], dtype=torch.long),
+        "labels": torch.tensor([labels], dtype=torch.long),
+        "position_ids": torch.tensor([positions], dtype=torch.long),
+    }

@@ -1,0 +1,90 @@
+"""Frozen (by default) modality encoders: any HF vision tower per frame, any HF speech encoder per clip.
+
+Both return tokens shaped ``[B, T, P, D]`` (T time steps of P tokens; audio has T = 1 because speech encoders
+already encode time) plus an optional validity mask ``[B, T, P]``, so fusion is written once for both.
+
+Which class loads a directory:
+- a dual-tower checkpoint (CLIP, SigLIP: the config has ``vision_config``) loads only its vision tower;
+- an encoder-decoder checkpoint (Whisper) loads the model and keeps ``get_encoder()``;
+- an encoder saved alone (``architectures: [WhisperEncoder]``, as ``save_pretrained`` writes it) loads that class;
+- anything else (ViT, CLIPVisionModel, HuBERT, wav2vec2) loads with ``AutoModel``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+
+def load_encoder(path: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    config = AutoConfig.from_pretrained(path)
+    arch = (config.architectures or [""])[0]
+    if arch.endswith("Encoder"):
+        module = importlib.import_module(type(config).__module__.replace(".configuration_", ".modeling_"))
+        cls = getattr(module, arch)
+    elif getattr(config, "vision_config", None) is not None:
+        cls = MODEL_MAPPING[type(config.vision_config)]
+    else:
+        cls = AutoModel
+    model = cls.from_pretrained(path, dtype=dtype)
+    if getattr(model.config, "is_encoder_decoder", False):
+        model = model.get_encoder()
+    return model
+
+
+class FrozenAware(nn.Module):
+    """An HF encoder that, when frozen, has no trainable parameters, stays in eval mode and builds no graph."""
+
+    def __init__(self, model: PreTrainedModel, frozen: bool):
+        super().__init__()
+        self.model = model
+        self.frozen = frozen
+        if frozen:
+            self.model.requires_grad_(False)
+            self.model.eval()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    def train(self, mode: bool = True) -> FrozenAware:
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()  # dropout and layer statistics of a frozen encoder never change
+        return self
+
+    def grad_context(self):
+        return torch.no_grad() if self.frozen else contextlib.nullcontext()
+
+
+class VideoEncoder(FrozenAware):
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """``pixel_values [B, T, 3, H, W]`` -> tokens ``[B, T, P, D]``; every frame is encoded independently."""
+        b, t = pixel_values.shape[:2]
+        with self.grad_context():
+            tokens = self.model(pixel_values=pixel_values.flatten(0, 1)).last_hidden_state
+        return tokens.unflatten(0, (b, t)), None
+
+
+class AudioEncoder(FrozenAware):
+    def forward(
+        self, audio_values: torch.Tensor, audio_attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feature-extractor output (Whisper log-mel or raw waveform) -> tokens ``[B, 1, S, D]``, mask."""
+        kwargs = {self.model.main_input_name: audio_values}
+        if audio_attention_mask is not None:
+            kwargs["attention_mask"] = audio_attention_mask
+        with self.grad_context():
+            tokens = self.model(**kwargs).last_hidden_state
+        mask = None
+        if audio_attention_mask is not None:
+            # wav2vec2-style encoders downsample the waveform: map the sample mask onto output frames.
+            mask = self.model._get_feature_vector_attention_mask(tokens.shape[1], audio_attention_mask).bool()
+            mask = mask[:, None, :]
+        return tokens[:, None], mask
