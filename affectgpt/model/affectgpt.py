@@ -106,7 +106,8 @@ class AffectGPT(nn.Module):
         if cfg.audio is not None:
             audio = AudioEncoder(load_encoder(cfg.audio.encoder, dtype), frozen=cfg.freeze_encoders)
             feature_extractor = AutoFeatureExtractor.from_pretrained(cfg.audio.encoder)
-        model = cls(cfg, llm, tokenizer, video, audio, image_processor, feature_extractor)
+        # In eval mode, like every transformers checkpoint at load: call .train() before training.
+        model = cls(cfg, llm, tokenizer, video, audio, image_processor, feature_extractor).eval()
         log.info("AffectGPT: %s LLM (%s, %s init, attention %s), video=%s, audio=%s, %s",
                  type(llm).__name__, cfg.llm, cfg.llm_init, attn,
                  cfg.video and cfg.video.fusion, cfg.audio and cfg.audio.fusion, model.parameter_summary())
