@@ -1,0 +1,123 @@
+"""Ray job: pack one split of a corpus into WebDataset shards (decode once, train many times).
+
+  ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
+      python -m ray_jobs.pack --corpus /data/emer --split coarse --out /data/shards/coarse \\
+      [--samples-per-shard 256] [--frames 8] [--size 224]
+
+--corpus and --out must be absolute paths (or, for --out, an fsspec URL such as s3://bucket/shards/coarse):
+under `--working-dir` the job runs in an uploaded copy of the project, where relative paths lead nowhere.
+On a multi-node cluster both must be visible to every node (shared filesystem or object store).
+
+Parallelism: one Ray task (1 CPU) per shard. A shard is the unit of atomic writing, of resuming and of
+verification, so mapping it to a task keeps all three simple: a task decodes its clips, writes its shard
+under a temporary name, renames it and leaves a done-marker. Ray Data's ``write_webdataset`` was not used:
+it names files after its own blocks, whose boundaries are not reproducible, and has no per-file resume or
+hashes. The plan (which clip goes to which shard) is made on the driver from the CSV alone, so a resubmitted
+job plans the same shards, keeps those already written and verified (size + sha256), and redoes the rest.
+
+Quarantine: rows that cannot be packed (see ``shards.build``) are listed in OUT/quarantine.csv and the
+summary prints ``in = packed + quarantined``. Clips without an audio track are kept, flagged ``has_audio``
+false.
+
+Exit codes: 0 every row packed; 3 finished and valid, but rows were quarantined; 1 the job could not finish
+(the error says why; OUT has no index.json). Through `ray job submit`, any non-zero code marks the job
+FAILED and makes `ray job submit` exit 1; `ray job logs` shows the summary and the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from affectgpt.corpus import CorpusError, scan_csv, split_csv
+from shards.build import PackError, ShardResult, finish, pack_shard, plan_shards, prepare
+from shards.index import QUARANTINE_FILE
+from shards.schema import PackConfig
+
+log = logging.getLogger("ray_jobs.pack")
+
+EXIT_OK, EXIT_FAILED, EXIT_QUARANTINED = 0, 1, 3
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ray_jobs.pack", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = PackConfig()
+    p.add_argument("--corpus", type=Path, required=True, help="corpus directory (videos/ + <split>.csv), absolute")
+    p.add_argument("--split", required=True, help="split to pack (coarse, fine, test ...)")
+    p.add_argument("--out", required=True, help="output directory (absolute) or fsspec URL")
+    p.add_argument("--samples-per-shard", type=int, default=defaults.samples_per_shard,
+                   help=f"samples per shard (default: {defaults.samples_per_shard})")
+    p.add_argument("--frames", type=int, default=defaults.frames, help=f"frames per clip (default: {defaults.frames})")
+    p.add_argument("--size", type=int, default=defaults.size, help=f"frame side in pixels (default: {defaults.size})")
+    p.add_argument("--sample-rate", type=int, default=defaults.sample_rate,
+                   help=f"audio rate in Hz (default: {defaults.sample_rate})")
+    p.add_argument("--max-audio-seconds", type=float, default=defaults.max_audio_seconds,
+                   help=f"audio kept per clip (default: {defaults.max_audio_seconds})")
+    p.add_argument("--jpeg-quality", type=int, default=defaults.jpeg_quality,
+                   help=f"frame JPEG quality (default: {defaults.jpeg_quality})")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="shuffle of clips into shards (default: 0)")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    import ray
+    from tqdm import tqdm
+
+    if not args.corpus.is_absolute() or ("://" not in args.out and not Path(args.out).is_absolute()):
+        log.error("--corpus and --out must be absolute (the job runs in a copy of the working dir); got "
+                  "--corpus %s --out %s", args.corpus, args.out)
+        return EXIT_FAILED
+    cfg = PackConfig(frames=args.frames, size=args.size, sample_rate=args.sample_rate,
+                     max_audio_seconds=args.max_audio_seconds, jpeg_quality=args.jpeg_quality,
+                     samples_per_shard=args.samples_per_shard, seed=args.seed)
+    csv_path = split_csv(args.corpus, args.split)
+    records, problems = scan_csv(csv_path, args.corpus)
+    rows = len(records) + len(problems)
+    plans = plan_shards(records, args.split, cfg)
+    prepare(args.out, args.split, plans)
+    log.info("%s: %d rows (%d bad in the CSV) -> %d shards in %s", csv_path, rows, len(problems), len(plans),
+             args.out)
+
+    start = time.perf_counter()
+    ray.init(log_to_driver=True)
+    task = ray.remote(num_cpus=1)(pack_shard)
+    pending = {task.remote(plan, args.split, cfg, args.out): plan for plan in plans}
+    results: list[ShardResult] = []
+    with tqdm(total=len(records), unit="clip", desc=f"pack {args.split}", mininterval=2) as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            results.append(ray.get(done[0]))
+            bar.update(len(pending.pop(done[0]).records))
+    elapsed = time.perf_counter() - start
+
+    index = finish(args.out, args.split, cfg, results, problems,
+                   {"corpus": str(args.corpus), "csv": csv_path.name, "rows": rows})
+    reused = sum(r.reused for r in results)
+    for q in sorted((q for r in results for q in r.quarantined), key=lambda q: q.row)[:20]:
+        log.warning("quarantined %s (row %d): %s", q.name, q.row, q.reason)
+    print(f"{args.split}: in {rows} = packed {index.samples} + quarantined {index.quarantined}; "
+          f"{index.no_audio} kept without audio; {len(index.shards)} shards ({reused} kept from an earlier run), "
+          f"{index.bytes / 1e6:.1f} MB in {elapsed:.1f} s ({len(records) / elapsed:.1f} clips/s) -> {args.out}")
+    if index.quarantined:
+        print(f"quarantine list: {args.out.rstrip('/')}/{QUARANTINE_FILE} (exit code {EXIT_QUARANTINED})")
+        return EXIT_QUARANTINED
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (CorpusError, PackError, ValueError) as e:
+        log.error("%s", e)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

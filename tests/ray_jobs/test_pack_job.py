@@ -1,0 +1,110 @@
+"""The pack job as users run it: `ray job submit ... -- python -m ray_jobs.pack` against a real head."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ray_jobs.pack import main
+from shards.loader import ShardLoader
+from tests.shards.faulty_corpus import make_faulty_corpus
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ARGS = ["--samples-per-shard", "1", "--frames", "4", "--size", "64"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_faulty_corpus(tmp_path_factory.mktemp("corpus"), num=32, seconds=3.0, size=224)
+
+
+def submit(head, corpus, out, *extra, wait=True):
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", head.dashboard_url, "--working-dir", "."]
+    cmd += [] if wait else ["--no-wait"]
+    cmd += ["--", "python", "-m", "ray_jobs.pack", "--corpus", str(corpus.root), "--split", "coarse",
+            "--out", str(out), *ARGS, *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def packed(ray_head, corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards") / "coarse"
+    return out, submit(ray_head, corpus, out)
+
+
+@pytest.mark.integration
+def test_pack_job_keeps_good_samples_and_quarantines_each_fault(packed, corpus):
+    out, job = packed
+    # Exit 3 (quarantined) makes Ray mark the job FAILED, so `ray job submit` itself exits 1.
+    assert job.returncode == 1, job.stdout + job.stderr
+    assert "in 33 = packed 27 + quarantined 6" in job.stdout and "exit code 3" in job.stdout
+    with (out / "quarantine.csv").open(encoding="utf-8") as f:
+        quarantine = {row["name"]: row["reason"] for row in csv.DictReader(f)}
+    assert quarantine.keys() == corpus.quarantined.keys()
+    assert all(fragment in quarantine[name] for name, fragment in corpus.quarantined.items())
+    names = [s["name"] for batch in ShardLoader(str(out), batch_size=5, resampled=False) for s in batch]
+    assert sorted(names) == sorted(corpus.good)
+    verify = subprocess.run([str(BIN / "affectgpt"), "shards", "verify", str(out)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+
+
+@pytest.mark.integration
+def test_verify_names_the_shard_with_a_flipped_byte(packed, tmp_path):
+    damaged = tmp_path / "coarse"
+    shutil.copytree(packed[0], damaged)
+    shard = sorted(damaged.glob("*.tar"))[3]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    verify = subprocess.run([str(BIN / "affectgpt"), "shards", "verify", str(damaged)], capture_output=True,
+                            text=True)
+    assert verify.returncode == 1
+    assert f"{shard.name}: sha256" in verify.stderr
+
+
+@pytest.mark.integration
+def test_killed_job_resubmitted_yields_the_identical_shards(ray_head, corpus, packed, tmp_path):
+    out = tmp_path / "coarse"
+    job = submit(ray_head, corpus, out, wait=False)
+    assert job.returncode == 0, job.stderr
+    markers = out / ".pack"
+    deadline = time.monotonic() + 120
+    while not (markers.is_dir() and any(markers.glob("*.json"))):
+        assert time.monotonic() < deadline, "the pack job wrote no shard in 120 s"
+        time.sleep(0.01)
+    for pid in _drivers(out):
+        os.kill(pid, signal.SIGKILL)  # the job's driver, found by its unique --out: killed mid-job
+    done = len(list(markers.glob("*.json")))
+    assert not (out / "index.json").exists() and 0 < done < 31, f"not killed halfway ({done} shards done)"
+
+    again = submit(ray_head, corpus, out)
+    assert "kept from an earlier run" in again.stdout, again.stdout + again.stderr
+    reference = json.loads((packed[0] / "index.json").read_text())
+    resumed = json.loads((out / "index.json").read_text())
+    assert resumed["shards"] == reference["shards"] and resumed["totals"] == reference["totals"]
+
+
+def test_relative_paths_are_refused(tmp_path):
+    assert main(["--corpus", "corpus", "--split", "coarse", "--out", str(tmp_path)]) == 1
+
+
+def _drivers(out: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"ray_jobs.pack" in argv and str(out).encode() in argv and b"job" not in argv:
+            pids.append(int(proc.name))
+    return pids
