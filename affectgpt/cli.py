@@ -16,6 +16,8 @@ import sys
 COMMANDS = [
     "synth",
     "corpus",
+    "ray",
+    "shards",
     "zoo",
     "labels",
     "score",
