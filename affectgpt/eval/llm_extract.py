@@ -1,0 +1,269 @@
+"""Emotion labels by an LLM, the EMER papers' protocol, behind the same interface as the lexicon extractor.
+
+The model is a local Hugging Face causal LM (a directory, or a ``.gguf`` file that transformers dequantises)
+or any OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, llama.cpp server, ``affectgpt
+serve-llm``). Replies are parsed leniently (JSON list, or a comma/line separated list); a reply with no
+usable list is malformed and re-asked, at a non-zero temperature because greedy decoding would repeat it.
+Transport errors (timeouts, refused connections, HTTP 5xx/429) are retried with exponential back-off and
+raise LLMError when retries run out; a description whose replies all stay malformed gets no labels and is
+counted in ``failures``. Good replies are cached on disk, keyed by a hash of model, prompt and text, so a
+re-run costs nothing; failures are not cached, so a re-run asks again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from affectgpt.eval.extract import Extraction, _extraction
+from affectgpt.eval.lexicon import default_lexicon
+
+log = logging.getLogger(__name__)
+
+PROMPT_VERSION = 2  # part of the cache key: bump when the prompt changes
+SYSTEM = (
+    "You read a description of a person in a video clip and list the emotions it attributes to the person. "
+    "Leave out emotions that appear only in quoted subtitles and emotions the description denies. Reply "
+    "with a JSON list of lower-case English emotion words and nothing else, or [] if there are none."
+)
+USER = "Description: {text}"
+# One worked example: small models follow the reply format far more reliably after seeing it once.
+EXAMPLE = [
+    {"role": "user", "content": USER.format(text=(
+        'She frowns and her voice trembles. The subtitle says: "I am so happy for you." She is not angry; '
+        "she seems disappointed and anxious."
+    ))},
+    {"role": "assistant", "content": '["disappointed", "anxious"]'},
+]
+_WORD = re.compile(r"^[a-z]+(?:[ -][a-z]+){0,2}$")
+_EMPTY_REPLIES = {"[]", "none", "no emotions", "none.", "n/a"}
+
+
+class LLMError(RuntimeError):
+    """The LLM could not be reached or refused the request; the message names the endpoint."""
+
+
+class TransportError(LLMError):
+    """A failure worth retrying: timeout, refused connection, HTTP 429/5xx, a response without a reply."""
+
+
+class ChatBackend(Protocol):
+    name: str  # identifies the model in the cache key
+
+    def chat(self, messages: list[dict[str, str]], temperature: float, max_tokens: int) -> str: ...
+
+
+@dataclass
+class LLMExtractorConfig:
+    url: str | None = None  # OpenAI-compatible base URL (".../v1"); None: load ``model`` locally
+    model: str | None = None  # served model name with ``url``; else a local model dir or .gguf file
+    cache_dir: Path | None = Path(".cache/llm-labels")
+    timeout_s: float = 60.0
+    retries: int = 2
+    backoff_s: float = 1.0
+    max_tokens: int = 48
+    max_labels: int = 12  # a longer list is rambling, treated as malformed
+
+    def __post_init__(self):
+        if not self.url and not self.model:
+            raise ValueError("the LLM extractor needs a url (OpenAI-compatible endpoint) or a local model path")
+        if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0 or self.max_tokens < 1:
+            raise ValueError("timeout_s must be > 0, max_tokens >= 1, retries and backoff_s >= 0")
+
+
+@dataclass
+class LLMExtractor:
+    cfg: LLMExtractorConfig
+    backend: ChatBackend | None = None  # built from cfg when not given
+    failures: list[str] = field(default_factory=list)  # texts whose replies stayed malformed
+
+    def __post_init__(self):
+        if self.backend is None:
+            if self.cfg.url:
+                self.backend = OpenAIChatBackend(self.cfg.url, self.cfg.model, self.cfg.timeout_s)
+            else:
+                self.backend = LocalChatModel(self.cfg.model)
+
+    def extract(self, text: str) -> Extraction:
+        cached = self._cache_read(text)
+        if cached is not None:
+            return _to_extraction(cached)
+        question = {"role": "user", "content": USER.format(text=text)}
+        messages = [{"role": "system", "content": SYSTEM}, *EXAMPLE, question]
+        last_error: LLMError | None = None
+        for attempt in range(self.cfg.retries + 1):
+            if attempt and last_error is not None:
+                time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
+            try:
+                reply = self.backend.chat(messages, 0.0 if attempt == 0 else 0.7, self.cfg.max_tokens)
+            except TransportError as e:
+                log.warning("attempt %d/%d: %s", attempt + 1, self.cfg.retries + 1, e)
+                last_error = e
+                continue
+            last_error = None
+            words = parse_reply(reply, self.cfg.max_labels)
+            if words is not None:
+                self._cache_write(text, reply, words)
+                return _to_extraction(words)
+            log.warning("attempt %d/%d: malformed reply %r", attempt + 1, self.cfg.retries + 1, reply[:200])
+        if last_error is not None:
+            raise LLMError(f"{last_error} (after {self.cfg.retries + 1} attempts)") from last_error
+        self.failures.append(text)
+        return Extraction([], [])
+
+    def extract_many(self, texts: list[str]) -> list[Extraction]:
+        out = [self.extract(t) for t in texts]
+        if self.failures:
+            log.warning("%d of %d descriptions got only malformed replies (no labels)", len(self.failures), len(texts))
+        return out
+
+    def cache_key(self, text: str) -> str:
+        blob = json.dumps([self.backend.name, PROMPT_VERSION, SYSTEM, EXAMPLE, USER, text], ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def _cache_path(self, text: str) -> Path | None:
+        if self.cfg.cache_dir is None:
+            return None
+        key = self.cache_key(text)
+        return Path(self.cfg.cache_dir) / key[:2] / f"{key}.json"
+
+    def _cache_read(self, text: str) -> list[str] | None:
+        path = self._cache_path(text)
+        if path is None or not path.is_file():
+            return None
+        try:
+            return list(json.loads(path.read_text(encoding="utf-8"))["labels"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring unreadable cache entry %s", path)
+            return None
+
+    def _cache_write(self, text: str, reply: str, words: list[str]) -> None:
+        path = self._cache_path(text)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"model": self.backend.name, "prompt_version": PROMPT_VERSION, "text": text,
+                  "reply": reply, "labels": words}
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written entry
+
+
+def parse_reply(reply: str, max_labels: int = 12) -> list[str] | None:
+    """Emotion words from an LLM reply, or None when the reply holds no usable list.
+
+    Accepts a JSON list (also inside a code fence, or cut off before its closing bracket) or a plain list
+    separated by commas, semicolons, "and" or new lines, with bullets, numbers, quotes or a leading
+    "Emotions:" stripped. Items that are not 1-3 lower-case words are dropped, and from a reply that is not a
+    list only words the lexicon knows are kept.
+    """
+    text = reply.strip().strip("`").strip()
+    if text.lower() in _EMPTY_REPLIES:
+        return []
+    items: list | None = None
+    prose = False
+    start = text.find("[")
+    if start >= 0:
+        end = text.find("]", start)
+        chunk = text[start : end + 1] if end >= 0 else text[start:].rstrip(", ") + "]"
+        try:
+            items = json.loads(chunk)
+        except ValueError:
+            items = chunk.strip("[]").split(",")
+        if items == []:
+            return []
+    if items is None:
+        body = re.sub(r"^[^:\n]{0,40}:", "", text)  # a leading "Emotions:" or "The labels are:"
+        items = re.split(r",|;|\n|\band\b", body)
+        prose = True
+    words = []
+    for item in items:
+        if not isinstance(item, str):
+            continue
+        word = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", item).strip().strip("\"'.").strip().lower()
+        # from prose, only words the lexicon knows: anything else is likely the reply's own sentence
+        if _WORD.match(word) and word not in words and (not prose or _known(word)):
+            words.append(word)
+    if not words or len(words) > max_labels:
+        return None
+    return words
+
+
+def _known(word: str) -> bool:
+    lexicon = default_lexicon()
+    return lexicon.is_known(lexicon.normalise(word).label)
+
+
+def _to_extraction(words: list[str]) -> Extraction:
+    lexicon = default_lexicon()
+    return _extraction([lexicon.normalise(w) for w in words])
+
+
+class OpenAIChatBackend:
+    """POST ``{url}/chat/completions`` with the standard library (no client package needed)."""
+
+    def __init__(self, url: str, model: str | None, timeout_s: float):
+        self.url = url.rstrip("/")
+        self.model = model or "default"
+        self.timeout_s = timeout_s
+        self.name = f"openai:{self.model}"
+
+    def chat(self, messages: list[dict[str, str]], temperature: float, max_tokens: int) -> str:
+        endpoint = f"{self.url}/chat/completions"
+        body = {"model": self.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens}
+        request = urllib.request.Request(
+            endpoint, data=json.dumps(body).encode("utf-8"), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                data = json.loads(response.read().decode("utf-8"))
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode("utf-8", "replace")[:300]
+            if e.code in (408, 429) or e.code >= 500:
+                raise TransportError(f"{endpoint}: HTTP {e.code}: {detail}") from e
+            raise LLMError(f"{endpoint}: HTTP {e.code}: {detail}") from e
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            raise TransportError(f"{endpoint}: {getattr(e, 'reason', e)}") from e
+        except ValueError as e:
+            raise TransportError(f"{endpoint}: response is not JSON ({e})") from e
+        try:
+            return str(data["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError) as e:
+            raise TransportError(f"{endpoint}: response has no choices[0].message.content: {str(data)[:200]}") from e
+
+
+class LocalChatModel:
+    """A Hugging Face causal LM with a chat template, loaded from a directory or a ``.gguf`` file."""
+
+    def __init__(self, path: str | Path):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path)
+        if not path.exists():
+            raise LLMError(f"{path}: no such model directory or .gguf file")
+        folder, kwargs = (path.parent, {"gguf_file": path.name}) if path.suffix == ".gguf" else (path, {})
+        self.name = f"local:{path.name}"
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs).eval()
+        self._torch = torch
+
+    def chat(self, messages: list[dict[str, str]], temperature: float, max_tokens: int) -> str:
+        inputs = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        with self._torch.inference_mode():
+            out = self.model.generate(
+                **inputs, max_new_tokens=max_tokens, pad_token_id=self.tokenizer.eos_token_id, **sampling
+            )
+        return self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
