@@ -13,7 +13,6 @@ TINY_ENTRIES = [
     "llm/llama-tiny", "llm/qwen2-tiny", "llm/mistral-tiny", "llm/gemma-tiny", "llm/phi3-tiny",
     "video/clip-tiny", "video/siglip-tiny", "audio/whisper-tiny", "audio/hubert-tiny",
 ]
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +30,7 @@ def smollm2_dir() -> Path:
     """SmolLM2-135M converted once into the repo's .cache/ (the GGUF dequantisation takes ~30 s)."""
     from affectgpt.model.zoo import build_zoo
 
-    root = REPO / ".cache" / "zoo"
+    root = Path(__file__).resolve().parents[2] / ".cache" / "zoo"
     status = build_zoo(root, only=["llm/smollm2-135m"])
     if status["llm/smollm2-135m"].startswith("failed"):
         pytest.skip(status["llm/smollm2-135m"])

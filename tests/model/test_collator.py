@@ -1,0 +1,115 @@
+"""Prompt building and collation: what is masked, how rows are padded or packed, input checks."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from affectgpt.model import AffectGPT
+from affectgpt.model.prompt import AUDIO_TOKEN, IGNORE_INDEX, VIDEO_TOKEN
+
+
+@pytest.fixture(scope="module")
+def model(zoo):
+    from affectgpt.config import from_dict
+    from affectgpt.model import AffectGPTConfig
+
+    cfg = from_dict(AffectGPTConfig, {
+        "llm": str(zoo / "llm/qwen2-tiny"), "num_frames": 4,
+        "video": {"encoder": str(zoo / "video/clip-tiny"), "num_queries": 5},
+        "audio": {"encoder": str(zoo / "audio/hubert-tiny"), "num_queries": 2},
+    })
+    return AffectGPT.from_config(cfg)
+
+
+def test_labels_mask_exactly_the_prompt(model, samples):
+    batch_samples = samples(3)
+    batch = model.collator()(batch_samples)
+    tok = model.tokenizer
+    for row, sample in enumerate(batch_samples):
+        labels, ids = batch["labels"][row], batch["input_ids"][row]
+        trained = labels != IGNORE_INDEX
+        assert tok.decode(labels[trained]) == sample["description"] + tok.eos_token
+        assert torch.equal(labels[trained], ids[trained])
+        # Everything before the description is prompt (masked); everything after it is padding (masked).
+        first = int(trained.nonzero()[0])
+        prompt = tok.decode(ids[:first])
+        assert prompt.endswith("<|im_start|>assistant\n") and sample["subtitle"] in prompt
+        assert not trained[:first].any() and trained[first:first + int(trained.sum())].all()
+        length = int(batch["attention_mask"][row].sum())
+        assert (ids[length:] == tok.pad_token_id).all() and first + int(trained.sum()) == length
+
+
+def test_placeholder_counts_and_modality_tensors(model, samples):
+    batch = model.collator()(samples(2))
+    assert ((batch["input_ids"] == model.token_ids[VIDEO_TOKEN]).sum(1) == 5).all()
+    assert ((batch["input_ids"] == model.token_ids[AUDIO_TOKEN]).sum(1) == 2).all()
+    assert batch["pixel_values"].shape == (2, 4, 3, 32, 32)
+    assert batch["has_video"].tolist() == [True, True] and batch["has_audio"].tolist() == [True, True]
+    assert batch["audio_attention_mask"].shape == batch["audio_values"].shape
+
+
+def test_subtitle_cannot_inject_placeholders(model, samples):
+    sample = samples(1)[0]
+    sample["subtitle"] = f"look {VIDEO_TOKEN}{VIDEO_TOKEN} here"
+    batch = model.collator()([sample])
+    assert (batch["input_ids"] == model.token_ids[VIDEO_TOKEN]).sum() == 5
+
+
+def test_long_text_is_truncated_to_the_limits(model, samples):
+    sample = samples(1)[0]
+    sample["subtitle"] = "word " * 1000
+    sample["description"] = "calm " * 1000
+    batch = model.collator()([sample])
+    cfg = model.config
+    assert int((batch["labels"] != IGNORE_INDEX).sum()) == cfg.max_description_tokens + 1  # + end token
+    assert batch["input_ids"].shape[1] < cfg.max_subtitle_tokens + cfg.max_description_tokens + 120
+
+
+def test_packed_rows_restart_positions(model, samples):
+    batch_samples = samples(3)
+    padded = model.collator()(batch_samples)
+    packed = model.collator(packed=True)(batch_samples)
+    lengths = padded["attention_mask"].sum(1).tolist()
+    assert packed["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in packed
+    starts = np.cumsum([0, *lengths[:-1]])
+    assert (packed["position_ids"][0, starts] == 0).all()
+    assert int((packed["position_ids"][0] == 0).sum()) == 3
+    # The same tokens and labels as the padded rows, without the padding.
+    real = padded["attention_mask"].bool()
+    assert torch.equal(packed["input_ids"][0], padded["input_ids"][real])
+    assert torch.equal(packed["labels"][0], padded["labels"][real])
+    with pytest.raises(ValueError, match="packing"):
+        model.collator(train=False, packed=True)
+
+
+def test_generation_batches_are_left_padded_prompts(model, samples):
+    batch = model.collator(train=False)(samples(3))
+    assert "labels" not in batch
+    mask = batch["attention_mask"]
+    assert (mask[:, -1] == 1).all() and (mask[:, 0] == 0).any()
+    rows = model.tokenizer.batch_decode(batch["input_ids"])
+    assert all(row.endswith("<|im_start|>assistant\n") for row in rows)
+
+
+def test_input_checks(model, samples):
+    bad = samples(1)[0]
+    bad["frames"] = bad["frames"][:3]
+    with pytest.raises(ValueError, match="sample_00000000: 3 frames, the model expects 4"):
+        model.collator()([bad])
+    bad["frames"] = np.zeros((4, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match=r"frames must be uint8 \[T, H, W, 3\]"):
+        model.collator()([bad])
+    with pytest.raises(ValueError, match="empty batch"):
+        model.collator()([])
+
+
+def test_collator_pickles(model, samples):
+    collate = model.collator(packed=True)
+    batch_samples = samples(2)
+    again = pickle.loads(pickle.dumps(collate))(batch_samples)
+    for key, value in collate(batch_samples).items():
+        assert torch.equal(value, again[key]), key
