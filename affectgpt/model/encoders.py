@@ -32,10 +32,27 @@ def load_encoder(path: str | Path, dtype: torch.dtype = torch.float32) -> PreTra
         cls = MODEL_MAPPING[type(config.vision_config)]
     else:
         cls = AutoModel
-    model = cls.from_pretrained(path, dtype=dtype)
+    with _outside_zero3():
+        model = cls.from_pretrained(path, dtype=dtype)
     if getattr(model.config, "is_encoder_decoder", False):
         model = model.get_encoder()
     return model
+
+
+@contextlib.contextmanager
+def _outside_zero3():
+    """Load an encoder whole even while an ``HfDeepSpeedConfig`` (ZeRO-3) is alive: transformers 5.24 then runs
+    Whisper's ``_init_weights`` on partitioned (empty) parameters and fails on their shape. deepspeed.initialize
+    partitions the encoder afterwards; it is frozen and small next to the LLM. (Added by the training engineer.)"""
+    from transformers.integrations import deepspeed as hf_ds
+
+    holder = hf_ds._hf_deepspeed_config_weak_ref() if hf_ds._hf_deepspeed_config_weak_ref is not None else None
+    hf_ds.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if holder is not None:
+            hf_ds.set_hf_deepspeed_config(holder)
 
 
 class FrozenAware(nn.Module):

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from affectgpt.tracking import TrackingConfig
+
 
 @dataclass
 class ModelSection:
-    # AffectGPTConfig YAML (configs/models/*.yaml); ignored for the architecture when init.from_model is set,
-    # because the weights being loaded fix it.
+    # AffectGPTConfig YAML (configs/models/*.yaml); unused when init.from_model is set (its recipe is used).
     recipe: Path | None = None
     # Keys merged over the recipe, e.g. ``model.set.llm_init=random`` on the command line.
     set: dict[str, Any] = field(default_factory=dict)
@@ -23,18 +24,15 @@ class ModelSection:
 
 @dataclass
 class InitSection:
-    """Where the weights come from: the comparisons (pretrained vs random LLM, Stage 2 from Stage 1 or from
-    the base model, fresh vs trained projector) are all settings here, not code changes."""
+    """Where the weights come from. The comparisons (LLM pretrained vs random: ``model.set.llm_init``; Stage 2
+    from Stage 1 or from the base model: ``from_model``; fusion/projectors trained or fresh: ``adapter``) are
+    settings, not code changes."""
 
-    # An exported model dir (``affectgpt export``), e.g. the Stage 1 export. None: build from model.recipe.
+    # An exported model dir (``affectgpt export``, e.g. the Stage 1 export): its LLM and encoders are the
+    # starting weights and its recipe the architecture. None: build from model.recipe (the base model).
     from_model: Path | None = None
-    # Parameter-name prefixes taken from from_model; the rest keeps its fresh initialisation.
-    # ["all"] takes everything; e.g. ["llm"] re-initialises projector and fusion.
-    load: list[str] = field(default_factory=lambda: ["all"])
-
-    def __post_init__(self) -> None:
-        if not self.load:
-            raise ValueError("init.load is empty: list the parameter prefixes to load, or ['all']")
+    # Fusion, projectors and missing-modality tokens: from from_model's adapter, or freshly initialised.
+    adapter: Literal["checkpoint", "fresh"] = "checkpoint"
 
 
 @dataclass
@@ -102,6 +100,10 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     dist: DistSection = field(default_factory=DistSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    # MLflow (rank 0). Disabled: metrics go only to <checkpoint.dir>/metrics.jsonl, which is always written.
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(enabled=False))
+    tags: dict[str, str] = field(default_factory=dict)  # MLflow run tags, e.g. tags.stage=1 tags.init=random
+    run_name: str | None = None  # MLflow run name; None: the checkpoint dir's name
     global_batch_size: int = 8  # samples per optimizer step, over all ranks
     micro_batch_size: int = 2  # samples per rank per forward/backward
     max_steps: int = 100  # optimizer steps

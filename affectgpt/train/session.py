@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +31,8 @@ from affectgpt.train.checkpoint import (
 )
 from affectgpt.train.config import TrainConfig
 from affectgpt.train.ds_config import STRATEGY_STAGE, fill, load_template, template_path
-from affectgpt.train.metrics import MetricsLogger
+from affectgpt.train.flops import count_flops, matmul_peak_flops
+from affectgpt.train.metrics import MetricsLogger, RunMetrics
 from affectgpt.train.preemption import PreemptionFlag
 from affectgpt.train.schedule import WarmupCosine
 
@@ -39,33 +42,40 @@ log = logging.getLogger(__name__)
 PREEMPTED_EXIT = 143
 
 
-class ModelFactory(Protocol):
-    hidden_size: int  # sizes DeepSpeed's communication buckets
-
-    def build(self) -> torch.nn.Module:
-        """Construct the model (inside ``deepspeed.zero.Init`` under ZeRO-3: parameters arrive partitioned)."""
-
-    def initialise(self, model: torch.nn.Module) -> None:
-        """Load initial weights into the (possibly partitioned) model; called on every rank."""
-
-    def describe(self) -> dict[str, Any]:
-        """The model config as plain data, stored in each checkpoint so ``affectgpt export`` can rebuild it."""
-
-
 class StatefulBatches(Protocol):
+    """One epoch of batches per ``iter()``, then the next epoch; the position survives a restart."""
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-
-DataFactory = Callable[[torch.nn.Module, int, int], StatefulBatches]
-MetricsFactory = Callable[[str | None], MetricsLogger]
+    def set_epoch(self, epoch: int) -> None: ...
 
 
-def run(cfg: TrainConfig, model_factory: ModelFactory, data_factory: DataFactory,
-        metrics_factory: MetricsFactory) -> int:
+class Job(Protocol):
+    """What is trained on what: the model, its data and its tracker (``affectgpt.train.components``)."""
+
+    hidden_size: int  # sizes DeepSpeed's communication buckets
+
+    def build_model(self, ds_config: dict[str, Any]) -> torch.nn.Module:
+        """The initialised model; under ZeRO-3 (per ``ds_config``) its large parameters arrive partitioned."""
+
+    def batches(self, model: torch.nn.Module, rank: int, world_size: int) -> StatefulBatches:
+        """This rank's share of the training data."""
+
+    def describe(self) -> dict[str, Any]:
+        """The model config as plain data, stored in each checkpoint so ``affectgpt export`` can rebuild it."""
+
+    def facts(self, model: torch.nn.Module, batches: StatefulBatches) -> dict[str, Any]:
+        """Run facts for the tracker (attention backend, data digest, ...)."""
+
+    def metrics(self, run_id: str | None, facts: dict[str, Any]) -> MetricsLogger | None:
+        """Rank 0's tracker beside metrics.jsonl (None: none); continues ``run_id`` when given."""
+
+
+def run(cfg: TrainConfig, job: Job) -> int:
     import deepspeed
     import deepspeed.comm as dist
     from deepspeed.accelerator import get_accelerator
@@ -79,7 +89,7 @@ def run(cfg: TrainConfig, model_factory: ModelFactory, data_factory: DataFactory
     )
     source = template_path(cfg)
     ds_config = fill(load_template(source), cfg, world_size=world_size, bf16=bf16,
-                     hidden_size=model_factory.hidden_size, source=str(source))
+                     hidden_size=job.hidden_size, source=str(source))
     resume, universal = _agree_on_resume(cfg, world_size, rank, dist)
     if universal:
         ds_config["checkpoint"] = {**ds_config.get("checkpoint", {}), "load_universal": True}
@@ -87,11 +97,9 @@ def run(cfg: TrainConfig, model_factory: ModelFactory, data_factory: DataFactory
     # The same seed on every rank: all ranks must build the same initial model.
     _seed_all(cfg.seed)
     stage = STRATEGY_STAGE[cfg.dist.strategy]
-    with deepspeed.zero.Init(config_dict_or_path=ds_config, enabled=stage == 3):
-        model = model_factory.build()
-    model_factory.initialise(model)
+    model = job.build_model(ds_config)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    frozen = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters() if not p.requires_grad)
+    frozen = sum(_numel(p) for p in model.parameters() if not p.requires_grad)
     log.info("rank %d/%d: %s, %s, %d trainable tensors, %d frozen parameters", rank, world_size,
              cfg.dist.strategy, "bf16" if bf16 else "fp32", len(trainable), frozen)
     # Frozen parameters (the encoders) stay out of the optimizer: no optimizer state, no gradients.
@@ -102,66 +110,135 @@ def run(cfg: TrainConfig, model_factory: ModelFactory, data_factory: DataFactory
                                            config=ds_config)
     # Dropout and any sampling in the collator differ per rank, and are restored exactly on resume.
     _seed_all(cfg.seed * 1009 + rank + 1)
-    batches = data_factory(engine.module, rank, world_size)
+    batches = job.batches(engine.module, rank, world_size)
 
-    step, run_id = 0, None
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    peak = matmul_peak_flops(engine.device, dtype)
+    progress = Progress()
     if resume is not None:
-        step, run_id = _restore(engine, batches, resume, universal, rank)
-    metrics = metrics_factory(run_id) if rank == 0 else None
+        progress = _restore(engine, batches, resume, universal, rank)
+    metrics = None
+    if rank == 0:
+        facts = {
+            "world_size": world_size,
+            "zero_stage": stage,
+            "precision": str(dtype).removeprefix("torch."),
+            "params": sum(_numel(p) for p in model.parameters()),
+            "trainable_params": sum(_numel(p) for p in trainable),
+            "accumulation_steps": engine.gradient_accumulation_steps(),
+            "peak_flops_per_rank": peak,
+            **job.facts(engine.module, batches),
+        }
+        metrics = RunMetrics(cfg, ds_config, progress.run_id, facts, job.metrics)
     manager = CheckpointManager(cfg.checkpoint.dir, cfg.checkpoint.keep_last, rank, world_size, dist.barrier)
     meta = {
         "strategy": cfg.dist.strategy,
         "precision": "bf16" if bf16 else "fp32",
-        "tracking_run_id": run_id if metrics is None else metrics.run_id,
-        "model_config": model_factory.describe(),
+        "tracking_run_id": metrics.run_id if metrics is not None else progress.run_id,
+        "model_config": job.describe(),
         "train_config": to_dict(cfg),
     }
+    progress.run_id = meta["tracking_run_id"]
+    status = "FAILED"
     try:
-        return _loop(cfg, engine, batches, manager, metrics, step, meta, dist)
+        code = _loop(cfg, engine, batches, manager, metrics, progress, meta, dist, peak * world_size)
+        status = "FINISHED" if code == 0 else "KILLED"
+        return code
     finally:
         if metrics is not None:
-            metrics.close()
+            metrics.close(status)
+
+
+@dataclass
+class Progress:
+    """What a restart continues: the step, the tracker run, and the training wall time so far."""
+
+    step: int = 0
+    run_id: str | None = None
+    wall_s: float = 0.0
 
 
 def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: CheckpointManager,
-          metrics: MetricsLogger | None, step: int, meta: dict[str, Any], dist: Any) -> int:
-    import time
-
+          metrics: RunMetrics | None, progress: Progress, meta: dict[str, Any], dist: Any,
+          peak_flops: float) -> int:
     gas = engine.gradient_accumulation_steps()
     it = _endless(batches)
-    samples_per_step = cfg.global_batch_size
-    window_start, window_steps = time.perf_counter(), 0
+    flops_per_micro_batch = 0
+    session_start = time.perf_counter()
+    wall_before = progress.wall_s
+    window = _Window()
     with PreemptionFlag() as preemption:
-        while step < cfg.max_steps:
-            loss_sum = torch.zeros((), dtype=torch.float32)
+        while progress.step < cfg.max_steps:
+            loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)
+            tokens = 0.0
             for _ in range(gas):
                 batch = {k: v.to(engine.device) if torch.is_tensor(v) else v for k, v in next(it).items()}
-                loss = engine(**batch).loss
-                engine.backward(loss)
+
+                def micro_step(batch: dict[str, Any] = batch) -> torch.Tensor:
+                    loss = engine(**batch).loss
+                    engine.backward(loss)
+                    return loss
+
+                if flops_per_micro_batch:
+                    loss = micro_step()
+                else:
+                    # Counted once per process (batches differ little in shape); MFU uses it for every step.
+                    loss, flops_per_micro_batch = count_flops(micro_step)
                 engine.step()
-                loss_sum += loss.detach().float().cpu()
-            step += 1
-            window_steps += 1
-            # One collective per step carries both the mean loss and "has any rank been asked to stop".
-            shared = torch.stack([loss_sum / gas, torch.tensor(float(preemption.requested))]).to(engine.device)
-            dist.all_reduce(shared)
-            mean_loss, stop = shared[0].item() / manager.world_size, shared[1].item() > 0
-            if metrics is not None and (step % cfg.log_every == 0 or step == cfg.max_steps):
-                elapsed = time.perf_counter() - window_start
-                metrics.log(step, {
-                    "loss": mean_loss,
-                    "lr": engine.get_lr()[0],
-                    "step_time_s": elapsed / window_steps,
-                    "samples_per_s": samples_per_step * window_steps / elapsed,
-                })
-                window_start, window_steps = time.perf_counter(), 0
-            if step % cfg.checkpoint.every == 0 or step == cfg.max_steps or stop:
-                state = {"step": step, "rng": rng.capture(), "loader": batches.state_dict()}
-                manager.save(engine, step, state, meta)
+                loss_sum += loss.detach().float()
+                if "attention_mask" in batch:
+                    tokens += float(batch["attention_mask"].sum())
+            progress.step += 1
+            # [mean loss, tokens, stop requested]: summed over ranks in one collective per step.
+            totals = torch.stack([
+                loss_sum / gas,
+                torch.tensor(tokens, device=engine.device),
+                torch.tensor(float(preemption.requested), device=engine.device),
+            ])
+            dist.all_reduce(totals)
+            stop = bool(totals[2].item() > 0)
+            window.add(float(totals[1].item()))
+            if metrics is not None and (progress.step % cfg.log_every == 0 or progress.step == cfg.max_steps):
+                seconds = window.seconds()
+                step_flops = flops_per_micro_batch * gas * manager.world_size
+                values = {
+                    "train/loss": float(totals[0].item()) / manager.world_size,
+                    "train/lr": engine.get_lr()[0],
+                    "train/step_time_s": seconds / window.steps,
+                    "train/samples_per_s": cfg.global_batch_size * window.steps / seconds,
+                    "train/mfu": step_flops * window.steps / seconds / peak_flops,
+                }
+                grad_norm = engine.get_global_grad_norm()
+                if grad_norm is not None:
+                    values["train/grad_norm"] = float(grad_norm)
+                if window.tokens:
+                    values["train/tokens_per_s"] = window.tokens / seconds
+                metrics.log(progress.step, values)
+                window = _Window()
+            progress.wall_s = wall_before + time.perf_counter() - session_start
+            if progress.step % cfg.checkpoint.every == 0 or progress.step == cfg.max_steps or stop:
+                state = {**asdict(progress), "rng": rng.capture(), "loader": batches.state_dict()}
+                manager.save(engine, progress.step, state, meta)
             if stop:
-                log.warning("stopped at step %d on request; rerun the same command to resume", step)
+                log.warning("stopped at step %d on request; rerun the same command to resume", progress.step)
                 return PREEMPTED_EXIT
+    if metrics is not None:
+        metrics.finish(progress.step, progress.wall_s)
     return 0
+
+
+class _Window:
+    """Steps, tokens and time since the last metrics line."""
+
+    def __init__(self) -> None:
+        self.start, self.steps, self.tokens = time.perf_counter(), 0, 0.0
+
+    def add(self, tokens: float) -> None:
+        self.steps += 1
+        self.tokens += tokens
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
 
 
 def _endless(batches: Iterable[dict[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
@@ -216,20 +293,27 @@ def _resume_decision(cfg: TrainConfig, world_size: int) -> tuple[CheckpointInfo 
 
 
 def _restore(engine: Any, batches: StatefulBatches, info: CheckpointInfo, universal: bool,
-             rank: int) -> tuple[int, str | None]:
+             rank: int) -> Progress:
     tag_dir = info.universal_path if universal else info.path
     load_path, _ = engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name)
     if load_path is None:
         raise CheckpointError(f"DeepSpeed could not load {tag_dir}")
     if universal:
-        # Per-rank loader positions do not map onto another world size: continue with a fresh data order
-        # (the model, optimizer, scheduler and step are exact).
-        log.warning("world size changed: model and optimizer resume exactly, the data order restarts")
+        # Per-rank loader positions do not map onto another world size: the data continue from the start of
+        # the next epoch (model, optimizer, scheduler and step are exact; the sample order is not).
+        state = read_trainer_state(info.path, 0)
+        batches.set_epoch(int(state["loader"]["epoch"]) + 1)
+        log.warning("world size changed: resuming exactly except the data order, from epoch %d",
+                    int(state["loader"]["epoch"]) + 1)
     else:
         state = read_trainer_state(info.path, rank)
         batches.load_state_dict(state["loader"])
         rng.restore(state["rng"])
-    return info.step, info.meta.get("tracking_run_id")
+    return Progress(info.step, info.meta.get("tracking_run_id"), float(state.get("wall_s", 0.0)))
+
+
+def _numel(p: torch.nn.Parameter) -> int:
+    return p.ds_numel if hasattr(p, "ds_numel") else p.numel()
 
 
 def _seed_all(seed: int) -> None:

@@ -41,7 +41,7 @@ def final_weights(ckpt, step=STEPS):
 
 def losses(ckpt):
     lines = (ckpt / "metrics.jsonl").read_text().splitlines()
-    return {rec["step"]: rec["loss"] for rec in map(json.loads, lines)}
+    return {r["step"]: r["train/loss"] for r in map(json.loads, lines) if "train/loss" in r}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_sigterm_writes_checkpoint_and_exits(tmp_path):
     ckpt = tmp_path / "ckpt"
     cfg = config(tmp_path, ckpt, max_steps=100000, checkpoint={"dir": str(ckpt), "every": 100000})
     proc = launch.start(launch.deepspeed_cmd(JOB, cfg), tmp_path / "log.txt")
-    launch.wait_for(lambda: "step 5 loss" in (tmp_path / "log.txt").read_text(), timeout=120, proc=proc)
+    launch.wait_for(lambda: "step 5 train/loss" in (tmp_path / "log.txt").read_text(), timeout=120, proc=proc)
     launch.kill_tree(proc, signal.SIGTERM)
     proc.wait(timeout=60)
     log = (tmp_path / "log.txt").read_text()

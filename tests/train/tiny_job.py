@@ -19,7 +19,6 @@ from torch import nn
 
 from affectgpt.config import load_config
 from affectgpt.train.config import TrainConfig
-from affectgpt.train.metrics import JsonlMetrics
 from affectgpt.train.session import run
 
 VOCAB, HIDDEN, SEQ = 32, 16, 8
@@ -42,17 +41,29 @@ class Tiny(nn.Module):
         return SimpleNamespace(loss=nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()))
 
 
-class TinyFactory:
+class TinyJob:
     hidden_size = HIDDEN
 
-    def build(self) -> nn.Module:
-        return Tiny()
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
 
-    def initialise(self, model: nn.Module) -> None:
-        pass
+    def build_model(self, ds_config: dict[str, Any]) -> nn.Module:
+        import deepspeed
+
+        with deepspeed.zero.Init(config_dict_or_path=ds_config, enabled=self.cfg.dist.strategy == "zero3"):
+            return Tiny()
+
+    def batches(self, model: nn.Module, rank: int, world_size: int) -> InMemoryBatches:
+        return InMemoryBatches(rank, world_size, self.cfg.micro_batch_size, seed=self.cfg.data.seed)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "tiny"}
+
+    def facts(self, model: nn.Module, batches: Any) -> dict[str, Any]:
+        return {"model": "tiny"}
+
+    def metrics(self, run_id: str | None, facts: dict[str, Any]) -> None:
+        return None
 
 
 class InMemoryBatches:
@@ -83,6 +94,9 @@ class InMemoryBatches:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.position = state["epoch"], state["position"]
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.position = epoch, 0
+
 
 def main() -> int:
     p = argparse.ArgumentParser()
@@ -92,12 +106,7 @@ def main() -> int:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(TrainConfig, args.config, args.overrides)
-    return run(
-        cfg,
-        TinyFactory(),
-        lambda model, rank, world: InMemoryBatches(rank, world, cfg.micro_batch_size, seed=cfg.data.seed),
-        lambda run_id: JsonlMetrics(cfg.checkpoint.dir / "metrics.jsonl", run_id),
-    )
+    return run(cfg, TinyJob(cfg))
 
 
 if __name__ == "__main__":

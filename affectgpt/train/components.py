@@ -1,0 +1,104 @@
+"""The real training job: AffectGPT from a recipe or an exported model, the shard loader, MLflow tracking."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from affectgpt.config import flatten, from_dict, merge, read_yaml, to_dict
+from affectgpt.model import AffectGPT, AffectGPTConfig
+from affectgpt.model.affectgpt import ADAPTER_FILE, CONFIG_FILE
+from affectgpt.train.config import TrainConfig
+from affectgpt.train.metrics import MetricsLogger
+
+log = logging.getLogger(__name__)
+
+
+def model_config(cfg: TrainConfig) -> AffectGPTConfig:
+    """The model recipe this run builds: ``init.from_model``'s own recipe (its LLM and encoders are the
+    weights to start from) or ``model.recipe``; ``model.set`` is merged over either."""
+    if cfg.init.from_model is not None:
+        data, base, where = read_yaml(cfg.init.from_model / CONFIG_FILE), cfg.init.from_model, cfg.init.from_model
+    else:
+        data, base, where = read_yaml(cfg.model.recipe), Path.cwd(), cfg.model.recipe
+    data = merge(data, cfg.model.set)
+    # Absolute paths: the recipe is stored in checkpoints and must mean the same from any working directory.
+    data["llm"] = str((base / data["llm"]).resolve())
+    for name in ("video", "audio"):
+        if data.get(name):
+            data[name]["encoder"] = str((base / data[name]["encoder"]).resolve())
+    try:
+        return from_dict(AffectGPTConfig, data)
+    except ValueError as e:
+        raise ValueError(f"{where} (with model.set): {e}") from e
+
+
+class AffectGPTJob:
+    def __init__(self, cfg: TrainConfig):
+        from transformers import AutoConfig
+
+        self.cfg = cfg
+        self.model_cfg = model_config(cfg)
+        gguf = {"gguf_file": self.model_cfg.gguf_file} if self.model_cfg.gguf_file else {}
+        self.hidden_size = AutoConfig.from_pretrained(self.model_cfg.llm, **gguf).get_text_config().hidden_size
+        self._hf_ds_config = None
+
+    def build_model(self, ds_config: dict[str, Any]) -> torch.nn.Module:
+        from transformers.integrations import HfDeepSpeedConfig
+
+        # While this object lives, transformers creates and loads the LLM and the encoders inside
+        # deepspeed.zero.Init: each rank only ever holds its partition. The small adapter modules are
+        # partitioned by deepspeed.initialize.
+        self._hf_ds_config = HfDeepSpeedConfig(ds_config)
+        model = AffectGPT.from_config(self.model_cfg)
+        init = self.cfg.init
+        if init.from_model is not None and init.adapter == "checkpoint":
+            _load_adapter(model, init.from_model / ADAPTER_FILE)
+        return model
+
+    def batches(self, model: torch.nn.Module, rank: int, world_size: int):
+        from shards.loader import ShardLoader
+
+        return ShardLoader(
+            str(self.cfg.data.shards), self.cfg.micro_batch_size, rank=rank, world_size=world_size,
+            num_workers=self.cfg.data.workers, seed=self.cfg.data.seed, collate_fn=model.collator(train=True),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return to_dict(self.model_cfg)
+
+    def facts(self, model: torch.nn.Module, batches: Any) -> dict[str, Any]:
+        return {
+            "attention": model.llm.config._attn_implementation,
+            "llm_class": type(model.llm).__name__,
+            "shards_sha256": batches.shard_digest,
+        }
+
+    def metrics(self, run_id: str | None, facts: dict[str, Any]) -> MetricsLogger | None:
+        if not self.cfg.tracking.enabled:
+            return None
+        from affectgpt.tracking import MlflowMetrics, Tracker
+
+        cfg = self.cfg
+        tracker = Tracker.open(
+            cfg.tracking, default_dir=cfg.checkpoint.dir.parent, run_name=cfg.run_name or cfg.checkpoint.dir.name,
+            params={**flatten(to_dict(cfg)), **facts}, tags={"kind": "train", **cfg.tags}, run_id=run_id,
+        )
+        return MlflowMetrics(tracker)
+
+
+def _load_adapter(model: AffectGPT, path: Path) -> None:
+    """Fusion, projectors and missing-modality tokens from an exported model. These modules are not yet
+    partitioned (deepspeed.initialize does that), so a plain state-dict load is right under every strategy."""
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(path))
+    expected = set(model.adapter_state_dict())
+    if set(adapter) != expected:
+        raise ValueError(f"{path} does not fit this model's adapter: missing {sorted(expected - set(adapter))}, "
+                         f"unexpected {sorted(set(adapter) - expected)} (init.adapter=fresh starts them anew)")
+    model.load_state_dict(adapter, strict=False)
+    log.info("adapter (fusion, projectors) initialised from %s", path)

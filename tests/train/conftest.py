@@ -1,0 +1,51 @@
+"""Session fixtures for the training tests: a tiny model zoo, a recipe pointing at it, and synthetic shards.
+
+Packing runs ``shards.build`` in this process (the Ray job's per-shard function, without Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pack_split(corpus: Path, split: str, out: Path, samples_per_shard: int = 8) -> Path:
+    from affectgpt.corpus import scan_csv, split_csv
+    from shards.build import finish, pack_shard, plan_shards, prepare
+    from shards.schema import PackConfig
+
+    cfg = PackConfig(frames=8, size=224, max_audio_seconds=4.0, samples_per_shard=samples_per_shard)
+    records, problems = scan_csv(split_csv(corpus, split), corpus)
+    plans = plan_shards(records, split, cfg)
+    prepare(str(out), split, plans)
+    results = [pack_shard(plan, split, cfg, str(out)) for plan in plans]
+    finish(str(out), split, cfg, results, problems, {"corpus": str(corpus)})
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(tmp_path_factory) -> Path:
+    """configs/models/llama-tiny.yaml with its zoo built in a temp dir (absolute paths)."""
+    from affectgpt.model.zoo import build_zoo
+
+    root = tmp_path_factory.mktemp("zoo")
+    entries = {"llm": "llm/llama-tiny", "video": "video/clip-tiny", "audio": "audio/whisper-tiny"}
+    status = build_zoo(root / "models", only=list(entries.values()), seed=0)
+    assert all(s.split(":")[0] in ("built", "exists") for s in status.values()), status
+    recipe = yaml.safe_load((ROOT / "configs" / "models" / "llama-tiny.yaml").read_text())
+    recipe["llm"] = str(root / "models" / entries["llm"])
+    recipe["video"]["encoder"] = str(root / "models" / entries["video"])
+    recipe["audio"]["encoder"] = str(root / "models" / entries["audio"])
+    path = root / "llama-tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def train_shards(synth_corpus, tmp_path_factory) -> dict[str, Path]:
+    """The synthetic corpus's coarse and fine splits as shard dirs."""
+    root = tmp_path_factory.mktemp("shards")
+    return {split: pack_split(synth_corpus, split, root / split) for split in ("coarse", "fine")}
