@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 
 from shards.loader import ShardLoader
 
@@ -20,13 +21,26 @@ def loader(directory, **kw):
     return ShardLoader(str(directory), **{"batch_size": 3, **kw})
 
 
-def test_samples_have_the_contract_shape(tmp_path, make_shards):
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_samples_have_the_contract_shape(tmp_path, make_shards, num_workers):
     make_shards(tmp_path, COUNTS)
-    batch = next(iter(loader(tmp_path)))
+    batch = next(iter(loader(tmp_path, num_workers=num_workers)))
     sample = batch[0]
     assert len(batch) == 3
+    assert isinstance(sample["frames"], np.ndarray) and isinstance(sample["audio"], np.ndarray)
     assert sample["frames"].shape == (2, 16, 16, 3) and sample["audio"].dtype == np.float32
     assert isinstance(sample["labels"], list) and isinstance(sample["has_audio"], bool)
+
+
+def stack_frames(samples):
+    return {"frames": torch.from_numpy(np.stack([s["frames"] for s in samples])), "names": [s["name"] for s in samples]}
+
+
+def test_collate_fn_runs_in_the_workers_and_its_tensors_stay_tensors(tmp_path, make_shards):
+    make_shards(tmp_path, COUNTS)
+    batches = list(loader(tmp_path, num_workers=2, collate_fn=stack_frames, resampled=False))
+    assert all(isinstance(b["frames"], torch.Tensor) and b["frames"].shape[1:] == (2, 16, 16, 3) for b in batches)
+    assert sorted(n for b in batches for n in b["names"]) == [f"s{i:04d}" for i in range(23)]
 
 
 def test_exact_mode_covers_every_sample_once_across_2_ranks_x_2_workers(tmp_path, make_shards):
