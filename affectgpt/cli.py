@@ -22,6 +22,8 @@ COMMANDS = [
     "labels",
     "score",
     "serve-llm",
+    "eval",
+    "describe",
     "compare",
 ]
 

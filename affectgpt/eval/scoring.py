@@ -31,7 +31,7 @@ def evaluate(
     every sample, scored by the same code. Raises ValueError naming missing or extra sample names.
     """
     _check_names(set(ground_truth), set(predictions), "ground truth", "predictions")
-    names = list(ground_truth)
+    names = sorted(ground_truth)  # bootstrap draws then depend on the samples, not on their file order
     gt = [list(ground_truth[n]) for n in names]
     result = {"model": emer_metrics(gt, [list(predictions[n]) for n in names], bootstrap=bootstrap, seed=seed)}
     if train_labels is not None:

@@ -1,0 +1,64 @@
+"""Evaluate a model on a shard split: describe every clip (batched, with a progress bar), extract the emotion
+labels of each description, and score them against the ground truth with the EMER metrics.
+
+Writes OUT/predictions.csv (name, description, labels) and OUT/metrics.json (Accuracy_s, Recall_s, their
+average and F_s at emotion-wheel levels 2 and 1, bootstrap 95% intervals, empty ground truth reported apart).
+With --train-labels, metrics.json also holds the constant most-frequent-labels baseline, scored by the same code.
+
+Example:
+  affectgpt eval --model work/demo/stage2/export --shards work/demo/shards/test --out work/demo/eval \\
+      --train-labels work/demo/corpus/fine.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from affectgpt.commands.labels import add_extractor_arguments, build_extractor
+
+HELP = "describe a shard split with a model and score the descriptions (EMER metrics)"
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True, help="model directory (AffectGPT.save_pretrained)")
+    p.add_argument("--shards", required=True, help="shard directory or URL of the split to evaluate")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--train-labels", type=Path,
+                   help="CSV with the training split's labels (e.g. the corpus's fine.csv): adds the baseline")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per generate call (default: 8)")
+    p.add_argument("--max-new-tokens", type=int, default=160, help="description length limit (default: 160)")
+    p.add_argument("--limit", type=int, help="only the first N samples (smoke runs)")
+    p.add_argument("--gt-source", choices=["auto", "labels", "description"], default="auto",
+                   help="ground truth from sample labels or extracted from reference descriptions (default: auto)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples, 0 for none (default: 1000)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_extractor_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from affectgpt.eval.generate import EvalConfig, evaluate_split
+    from affectgpt.eval.scoring import format_table, table_labels
+    from affectgpt.eval.tables import TableError, read_table
+    from affectgpt.model import AffectGPT
+
+    cfg = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, limit=args.limit,
+                     gt_source=args.gt_source, bootstrap=args.bootstrap)
+    extractor = build_extractor(args)
+    train = None
+    if args.train_labels:
+        try:
+            rows = read_table(args.train_labels)
+            train = list(table_labels(rows, "auto", extractor, args.train_labels).values())
+        except TableError as e:
+            log.error("%s", e)
+            return 2
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = AffectGPT.from_pretrained(args.model).to(device)
+    result = evaluate_split(model, args.shards, args.out, cfg, extractor, train, model_name=str(args.model))
+    print(format_table(result))
+    return 0

@@ -1,0 +1,137 @@
+"""Batched generation for evaluation: describe a shard split (``affectgpt eval``) or one video file
+(``affectgpt describe``), then extract labels and score them.
+
+``evaluate_split`` works on a model already in memory, so training can call it on rank 0 after the last step
+(with a model whose parameters are whole on that rank: under ZeRO-3, export first and load the export);
+the ``eval`` command is the standalone use of the same function.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from affectgpt.eval.extract import Extractor, LexiconExtractor
+from affectgpt.eval.scoring import evaluate
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.csv"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 8
+    max_new_tokens: int = 160
+    limit: int | None = None  # evaluate only the first N samples of the split (smoke runs)
+    # Ground truth: "labels" (the samples' label lists), "description" (labels extracted from the reference
+    # descriptions, e.g. for EMER-Fine which has no label column), "auto": labels if any sample has some.
+    gt_source: Literal["auto", "labels", "description"] = "auto"
+    bootstrap: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("batch_size and max_new_tokens must be >= 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+
+def evaluate_split(
+    model: Any,
+    shards_dir: str | Path,
+    out_dir: str | Path,
+    cfg: EvalConfig | None = None,
+    extractor: Extractor | None = None,
+    train_labels: list[list[str]] | None = None,
+    model_name: str | None = None,
+) -> dict:
+    """Describe every sample of a shard split, write ``predictions.csv`` (name, description, labels) and
+    ``metrics.json`` into ``out_dir``, and return the metrics (with the most-frequent baseline when
+    ``train_labels`` are given). ``model_name`` (e.g. the model directory) is recorded in the metrics."""
+    from tqdm import tqdm
+
+    from shards.loader import ShardLoader
+
+    cfg = cfg or EvalConfig()
+    extractor = extractor or LexiconExtractor()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # resampled=False on a single reader: every sample exactly once, in a fixed order
+    loader = ShardLoader(str(shards_dir), cfg.batch_size, resampled=False, seed=cfg.seed)
+    names: list[str] = []
+    generated: list[str] = []
+    references: list[tuple[str, list[str]]] = []
+    start = time.perf_counter()
+    total = min(len(loader), -(-cfg.limit // cfg.batch_size)) if cfg.limit else len(loader)
+    for batch in tqdm(loader, total=total, desc="describe", unit="batch"):
+        if cfg.limit is not None:
+            batch = batch[: cfg.limit - len(names)]
+        generated += model.generate(batch, max_new_tokens=cfg.max_new_tokens)
+        names += [s["name"] for s in batch]
+        references += [(s["description"], list(s["labels"])) for s in batch]
+        if cfg.limit is not None and len(names) >= cfg.limit:
+            break
+    seconds = time.perf_counter() - start
+    predicted = extractor.extract_many(generated)
+    _write_predictions(out_dir / PREDICTIONS_FILE, names, generated, [p.labels for p in predicted])
+
+    gt_source = cfg.gt_source
+    if gt_source == "auto":
+        gt_source = "labels" if any(labels for _, labels in references) else "description"
+    if gt_source == "labels":
+        gt_labels = [labels for _, labels in references]
+    else:
+        gt_labels = [e.labels for e in extractor.extract_many([d for d, _ in references])]
+    result = evaluate(
+        dict(zip(names, gt_labels, strict=True)),
+        {n: p.labels for n, p in zip(names, predicted, strict=True)},
+        train_labels=train_labels, bootstrap=cfg.bootstrap, seed=cfg.seed,
+    )
+    result["run"] = {
+        "model": model_name, "shards": str(shards_dir), "samples": len(names), "gt_source": gt_source,
+        "extractor": type(extractor).__name__, "generate_seconds": round(seconds, 2),
+        "samples_per_second": round(len(names) / seconds, 3) if seconds > 0 else None,
+        "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size,
+    }
+    _write_atomic(out_dir / METRICS_FILE, json.dumps(result, indent=2) + "\n")
+    log.info("described %d samples in %.1f s (%.2f samples/s); wrote %s and %s", len(names), seconds,
+             len(names) / max(seconds, 1e-9), out_dir / PREDICTIONS_FILE, out_dir / METRICS_FILE)
+    return result
+
+
+def clip_sample(path: str | Path, model_cfg: Any, subtitle: str = "") -> dict[str, Any]:
+    """A Sample for one video file, decoded and stored exactly as the pack job does (media.decode_clip, then
+    the shard schema's JPEG frames and int16 audio), with the shapes the model was built for."""
+    from affectgpt.media import decode_clip
+    from shards.schema import PackConfig, decode_sample, encode_sample
+
+    pack = PackConfig(frames=model_cfg.num_frames, size=model_cfg.frame_size, sample_rate=model_cfg.sample_rate,
+                      max_audio_seconds=model_cfg.max_audio_seconds)
+    clip = decode_clip(path, num_frames=pack.frames, size=pack.size, sample_rate=pack.sample_rate,
+                       max_audio_seconds=pack.max_audio_seconds)
+    audio = clip.audio if clip.audio is not None and clip.audio.size else None
+    record = {"name": Path(path).stem, "subtitle": subtitle, "description": "", "labels": [], "split": "describe"}
+    return decode_sample(encode_sample(record, clip.frames, audio, pack), pack, str(path))
+
+
+def _write_predictions(path: Path, names: list[str], descriptions: list[str], labels: list[list[str]]) -> None:
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "description", "labels"])
+        w.writerows([n, d, ",".join(ls)] for n, d, ls in zip(names, descriptions, labels, strict=True))
+    os.replace(tmp, path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,114 @@
+"""`affectgpt eval` and `affectgpt describe` with a tiny random model on real synthetic clips and shards."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from affectgpt.cli import main
+from affectgpt.corpus import read_split
+from affectgpt.eval.metrics import METRICS
+from shards.build import finish, pack_shard, plan_shards, prepare
+from shards.loader import ShardLoader
+from shards.schema import PackConfig
+
+FRAMES, SIZE, AUDIO_SECONDS = 4, 32, 2.0
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    from affectgpt.config import from_dict
+    from affectgpt.model import AffectGPT, AffectGPTConfig
+    from affectgpt.model.zoo import build_zoo
+
+    zoo = tmp_path_factory.mktemp("zoo")
+    status = build_zoo(zoo, only=["llm/llama-tiny", "video/clip-tiny", "audio/whisper-tiny"])
+    assert set(status.values()) == {"built"}, status
+    cfg = from_dict(AffectGPTConfig, {
+        "llm": str(zoo / "llm" / "llama-tiny"), "num_frames": FRAMES, "frame_size": SIZE,
+        "max_audio_seconds": AUDIO_SECONDS,
+        "video": {"encoder": str(zoo / "video" / "clip-tiny"), "num_queries": 2},
+        "audio": {"encoder": str(zoo / "audio" / "whisper-tiny"), "num_queries": 2},
+    })
+    out = tmp_path_factory.mktemp("model")
+    AffectGPT.from_config(cfg).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_shards(synth_corpus, tmp_path_factory) -> Path:
+    """The synthetic corpus's test split packed the way the pack job packs it (without Ray)."""
+    records = read_split(synth_corpus, "test")
+    cfg = PackConfig(frames=FRAMES, size=SIZE, max_audio_seconds=AUDIO_SECONDS, samples_per_shard=4)
+    out = str(tmp_path_factory.mktemp("shards"))
+    plans = plan_shards(records, "test", cfg)
+    prepare(out, "test", plans)
+    finish(out, "test", cfg, [pack_shard(p, "test", cfg, out) for p in plans], [], {"rows": len(records)})
+    return Path(out)
+
+
+@pytest.mark.slow
+def test_eval_writes_predictions_and_metrics_that_score_reproduces(model_dir, test_shards, synth_corpus, tmp_path,
+                                                                    capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(model_dir), "--shards", str(test_shards), "--out", str(out),
+                 "--train-labels", str(synth_corpus / "fine.csv"), "--batch-size", "4", "--max-new-tokens", "6",
+                 "--bootstrap", "100"]) == 0
+    assert "most_frequent" in capsys.readouterr().out
+    with (out / "predictions.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    test_names = {r.name for r in read_split(synth_corpus, "test", require_video=False)}
+    assert {r["name"] for r in rows} == test_names and len(rows) == len(test_names)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["samples"] == len(test_names) and metrics["run"]["gt_source"] == "labels"
+    assert metrics["model"]["n"] == len(test_names)
+    assert metrics["baselines"]["most_frequent"]["labels"]
+
+    # the same predictions scored from the files alone give the same numbers
+    score_json = tmp_path / "score.json"
+    assert main(["score", "--gt", str(synth_corpus / "test.csv"), "--pred", str(out / "predictions.csv"),
+                 "--train", str(synth_corpus / "fine.csv"), "--bootstrap", "100", "--json", str(score_json)]) == 0
+    scored = json.loads(score_json.read_text())
+    for a, b in ((scored["model"], metrics["model"]),
+                 (scored["baselines"]["most_frequent"], metrics["baselines"]["most_frequent"])):
+        for level in ("level1", "level2"):
+            assert {k: a[level][k] for k in METRICS} == pytest.approx({k: b[level][k] for k in METRICS})
+            assert a[level]["ci95"] == b[level]["ci95"]
+
+
+@pytest.mark.slow
+def test_eval_limit(model_dir, test_shards, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(model_dir), "--shards", str(test_shards), "--out", str(out),
+                 "--limit", "3", "--batch-size", "2", "--max-new-tokens", "4", "--bootstrap", "0"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["run"]["samples"] == 3
+
+
+@pytest.mark.slow
+def test_describe_decodes_a_clip_exactly_as_the_shards_store_it(model_dir, test_shards, synth_corpus, capsys):
+    from affectgpt.eval.generate import clip_sample
+    from affectgpt.model import AffectGPTConfig
+
+    stored = next(iter(ShardLoader(str(test_shards), 1, resampled=False)))[0]
+    cfg = AffectGPTConfig(llm=model_dir / "llm", num_frames=FRAMES, frame_size=SIZE, max_audio_seconds=AUDIO_SECONDS)
+    video = synth_corpus / "videos" / f"{stored['name']}.mp4"
+    fresh = clip_sample(video, cfg, stored["subtitle"])
+    assert np.array_equal(fresh["frames"], stored["frames"])
+    assert np.array_equal(fresh["audio"], stored["audio"]) and fresh["has_audio"] == stored["has_audio"]
+    assert fresh["subtitle"] == stored["subtitle"]
+
+    assert main(["describe", str(video), "--model", str(model_dir), "--subtitle", stored["subtitle"],
+                 "--max-new-tokens", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert set(json.loads(lines[-1])) == {"labels", "groups"}
+
+
+def test_describe_reports_a_bad_clip(model_dir, tmp_path, caplog):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    assert main(["describe", str(empty), "--model", str(model_dir)]) == 2
+    assert "empty.mp4: file is empty" in caplog.text
