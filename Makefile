@@ -11,7 +11,7 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint clean mlflow-ui
+.PHONY: install demo test lint clean mlflow-ui ray-up ray-down
 
 install: $(STAMP)
 
@@ -28,6 +28,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO)
+
+# A local Ray head for `ray job submit` (jobs API on 127.0.0.1:8265 only; state and logs in work/ray).
+ray-up: $(STAMP)
+	$(BIN)/affectgpt ray up --dir work/ray
+
+ray-down:
+	$(BIN)/affectgpt ray down --dir work/ray
 
 test: $(STAMP)
 	bash scripts/test.sh

@@ -97,7 +97,7 @@ def prepare(out: str, split: str, plans: list[ShardPlan]) -> None:
     """Make ``out`` ready for (re)packing ``split`` under ``plans``; see the module docstring."""
     fs, root = storage.location(out)
     fs.makedirs(storage.join(root, STATE_DIR), exist_ok=True)
-    names = {p.rpartition("/")[2] for p in fs.ls(root, detail=False)}
+    names = set(_names(fs, root))
     others = {m["split"] for n in names if (m := SHARD_NAME.match(n)) and m["split"] != split}
     if INDEX_FILE in names:
         try:
@@ -114,8 +114,8 @@ def prepare(out: str, split: str, plans: list[ShardPlan]) -> None:
     planned = {p.file for p in plans}
     state = storage.join(root, STATE_DIR)
     stale = [storage.join(root, n) for n in names if storage.is_temp(n) or (SHARD_NAME.match(n) and n not in planned)]
-    stale += [p for p in fs.ls(state, detail=False)
-              if storage.is_temp(p.rpartition("/")[2]) or p.rpartition("/")[2].removesuffix(".json") not in planned]
+    stale += [storage.join(state, n) for n in _names(fs, state)
+              if storage.is_temp(n) or n.removesuffix(".json") not in planned]
     for path in stale:
         log.info("removing %s (left by an interrupted or differently configured run)", path)
         fs.rm(path)
@@ -170,6 +170,14 @@ def finish(out: str, split: str, cfg: PackConfig, results: Iterable[ShardResult]
                   no_audio=sum(r.no_audio for r in results), quarantined=len(quarantined), source=source)
     write_index(out, index)
     return index
+
+
+def _names(fs, directory: str) -> list[str]:
+    """File names in ``directory``; none when it does not exist (object stores have no empty directories)."""
+    try:
+        return [p.rpartition("/")[2] for p in fs.ls(directory, detail=False)]
+    except FileNotFoundError:
+        return []
 
 
 def _kept(fs, root: str, marker: str, plan: ShardPlan) -> ShardResult | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import fsspec
 import pytest
 
 from affectgpt.corpus import scan_csv
@@ -65,3 +66,11 @@ def test_a_new_plan_replaces_old_shards_and_another_split_is_refused(corpus, tmp
     assert len(index.shards) == 2 and verify(str(tmp_path))[1] == []
     with pytest.raises(PackError, match="holds shards of split\\(s\\) coarse"):
         pack(corpus, tmp_path, split="fine")
+
+
+def test_packs_to_an_fsspec_url(corpus):
+    url = "memory://build-test/coarse"
+    _, index = pack(corpus, url)
+    again, _ = pack(corpus, url)
+    assert all(r.reused for r in again) and verify(url)[1] == [] and index.samples == len(corpus.good)
+    fsspec.filesystem("memory").rm("/build-test", recursive=True)

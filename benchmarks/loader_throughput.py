@@ -1,0 +1,103 @@
+"""Loader throughput and storage cost: shards vs decoding the source mp4s, JPEG vs raw frames.
+
+  .venv/bin/python benchmarks/loader_throughput.py [--corpus DIR] [--num 120] [--workers 2]
+
+Measured in this one script, on the same clips (synthesized into work/bench/ unless --corpus is given):
+  baseline   decode every mp4 with PyAV per sample (``affectgpt.media.decode_clip``), one process
+  shards     ``ShardLoader`` over the packed shards with ``--workers`` DataLoader workers
+  format     per sample: bytes and decode time of the frames as JPEG (the schema's choice) vs raw .npy
+  storage    shard bytes per sample vs source mp4 bytes per sample
+Prints samples/s and the ratios (target: shards >= 10x the mp4 baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from affectgpt.corpus import scan_csv
+from affectgpt.media import decode_clip
+from affectgpt.synth.corpus_writer import SynthConfig, write_corpus
+from shards.build import finish, pack_shard, plan_shards, prepare
+from shards.loader import ShardLoader
+from shards.schema import PackConfig, decode_sample, encode_sample
+
+log = logging.getLogger("loader_throughput")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", type=Path, help="existing corpus (default: synthesize one)")
+    p.add_argument("--num", type=int, default=120, help="clips to synthesize (default: 120)")
+    p.add_argument("--workers", type=int, default=2, help="loader workers (default: 2)")
+    p.add_argument("--epochs", type=int, default=3, help="loader epochs to time (default: 3)")
+    p.add_argument("--work", type=Path, default=Path("work/bench"), help="scratch dir (default: work/bench)")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    corpus = args.corpus or args.work / f"corpus-{args.num}"
+    if args.corpus is None:
+        write_corpus(SynthConfig(out=corpus, num=args.num, fine_fraction=0, test_fraction=0, workers=2))
+    records, _ = scan_csv(corpus / "coarse.csv", corpus)
+    cfg = PackConfig(samples_per_shard=32)
+    out = str((args.work / f"shards-{corpus.name}").resolve())
+    plans = plan_shards(records, "coarse", cfg)
+    prepare(out, "coarse", plans)
+    index = finish(out, "coarse", cfg, [pack_shard(p_, "coarse", cfg, out) for p_ in plans], [], {})
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {len(records)} clips, "
+          f"{cfg.frames} frames of {cfg.size}x{cfg.size}")
+
+    start = time.perf_counter()
+    for record in records:
+        decode_clip(record.video, cfg.frames, cfg.size, cfg.sample_rate, cfg.max_audio_seconds)
+    mp4_rate = len(records) / (time.perf_counter() - start)
+
+    loader = ShardLoader(out, batch_size=8, num_workers=args.workers, resampled=False)
+    start = time.perf_counter()
+    count = sum(len(batch) for _ in range(args.epochs) for batch in loader)  # includes worker start-up
+    shard_rate = count / (time.perf_counter() - start)
+    print(f"mp4 decode (PyAV, 1 process):   {mp4_rate:7.1f} samples/s")
+    print(f"shards ({args.workers} workers, JPEG):     {shard_rate:7.1f} samples/s   "
+          f"ratio {shard_rate / mp4_rate:.1f}x")
+
+    jpeg, raw = _frame_formats(records[:16], cfg)
+    print(f"frames as JPEG q{cfg.jpeg_quality}: {jpeg[0] / 1e3:7.1f} KB/sample, decode {jpeg[1] * 1e3:5.2f} ms/sample")
+    print(f"frames as raw .npy: {raw[0] / 1e3:7.1f} KB/sample, decode {raw[1] * 1e3:5.2f} ms/sample   "
+          f"(raw/JPEG: {raw[0] / jpeg[0]:.1f}x bytes, {raw[1] / jpeg[1]:.2f}x decode time)")
+
+    mp4_bytes = sum(r.video.stat().st_size for r in records) / len(records)
+    shard_bytes = index.bytes / index.samples
+    print(f"bytes/sample: shards {shard_bytes / 1e3:.1f} KB vs source mp4 {mp4_bytes / 1e3:.1f} KB "
+          f"(ratio {shard_bytes / mp4_bytes:.2f}x); with raw frames shards would be "
+          f"{(shard_bytes - jpeg[0] + raw[0]) / mp4_bytes:.1f}x")
+
+
+def _frame_formats(records, cfg: PackConfig) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(bytes, seconds to decode) per sample for JPEG frames (via the schema) and for one raw .npy array."""
+    jpeg_bytes, jpeg_time, raw_bytes, raw_time = 0, 0.0, 0, 0.0
+    for record in records:
+        clip = decode_clip(record.video, cfg.frames, cfg.size, cfg.sample_rate, cfg.max_audio_seconds)
+        fields = {"name": record.name, "subtitle": "", "description": "", "labels": [], "split": "coarse"}
+        members = encode_sample(fields, clip.frames, clip.audio, cfg)
+        jpeg_bytes += sum(len(v) for k, v in members.items() if k.endswith(".jpg"))
+        start = time.perf_counter()
+        decode_sample(members, cfg, record.name)
+        jpeg_time += time.perf_counter() - start
+        buf = io.BytesIO()
+        np.save(buf, clip.frames, allow_pickle=False)
+        raw_bytes += buf.tell()
+        start = time.perf_counter()
+        np.load(io.BytesIO(buf.getvalue()), allow_pickle=False)
+        raw_time += time.perf_counter() - start
+    n = len(records)
+    return (jpeg_bytes / n, jpeg_time / n), (raw_bytes / n, raw_time / n)
+
+
+if __name__ == "__main__":
+    main()

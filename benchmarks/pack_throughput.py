@@ -1,0 +1,84 @@
+"""Pack throughput: the Ray job on a 2-CPU local head vs the same packing in one plain process.
+
+  .venv/bin/python benchmarks/pack_throughput.py [--corpus DIR] [--num 300] [--cpus 2]
+
+Both pack the same split with the same config into fresh directories (synthesized into work/bench/ unless
+--corpus is given). The baseline runs ``shards.build`` (plan, pack every shard, finish) in this process; the
+Ray run is `ray job submit ... -- python -m ray_jobs.pack` against a head started here with ``--cpus`` CPUs and
+stopped at the end. Printed: samples/s of the baseline, of the Ray job's packing (from its own summary: Ray
+connection, worker start-up and all tasks) and of the whole `ray job submit` call (plus job start-up and the
+working-dir upload), with the ratios. Target: packing >= 1.7x with 2 CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from affectgpt.commands.ray import start_head, stop_head
+from affectgpt.corpus import scan_csv
+from affectgpt.synth.corpus_writer import SynthConfig, write_corpus
+from shards.build import finish, pack_shard, plan_shards, prepare
+from shards.schema import PackConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", type=Path, help="existing corpus (default: synthesize one)")
+    p.add_argument("--num", type=int, default=300, help="clips to synthesize (default: 300)")
+    p.add_argument("--cpus", type=int, default=2, help="CPUs of the Ray head (default: 2)")
+    p.add_argument("--samples-per-shard", type=int, default=16, help="default: 16")
+    p.add_argument("--work", type=Path, default=Path("work/bench"), help="scratch dir (default: work/bench)")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    work = args.work.resolve()
+    corpus = (args.corpus or work / f"corpus-{args.num}").resolve()
+    if args.corpus is None:
+        write_corpus(SynthConfig(out=corpus, num=args.num, fine_fraction=0, test_fraction=0, workers=2))
+    cfg = PackConfig(samples_per_shard=args.samples_per_shard)
+    records, problems = scan_csv(corpus / "coarse.csv", corpus)
+
+    out = str(work / "pack-single")
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    plans = plan_shards(records, "coarse", cfg)
+    prepare(out, "coarse", plans)
+    finish(out, "coarse", cfg, [pack_shard(plan, "coarse", cfg, out) for plan in plans], problems, {})
+    single = len(records) / (time.perf_counter() - start)
+
+    out = work / "pack-ray"
+    shutil.rmtree(out, ignore_errors=True)
+    head, _ = start_head(work / "ray", num_cpus=args.cpus)
+    try:
+        start = time.perf_counter()
+        job = subprocess.run(
+            [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", head.dashboard_url,
+             "--working-dir", ".", "--", "python", "-m", "ray_jobs.pack", "--corpus", str(corpus), "--split",
+             "coarse", "--out", str(out), "--samples-per-shard", str(args.samples_per_shard)],
+            cwd=ROOT, capture_output=True, text=True,
+        )
+        submit = len(records) / (time.perf_counter() - start)
+    finally:
+        stop_head(head)
+    found = re.search(r"\(([\d.]+) clips/s\)", job.stdout)
+    if job.returncode != 0 or not found:
+        sys.exit(f"the Ray job failed:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}")
+    packing = float(found.group(1))
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {len(records)} clips, "
+          f"{len(plans)} shards of {args.samples_per_shard}")
+    print(f"one plain process:              {single:6.1f} samples/s")
+    print(f"Ray job, {args.cpus} CPUs (packing):      {packing:6.1f} samples/s   ratio {packing / single:.2f}x")
+    print(f"Ray job, {args.cpus} CPUs (whole submit): {submit:6.1f} samples/s   ratio {submit / single:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
