@@ -3,11 +3,13 @@ labels of each description, and score them against the ground truth with the EME
 
 Writes OUT/predictions.csv (name, description, labels) and OUT/metrics.json (Accuracy_s, Recall_s, their
 average and F_s at emotion-wheel levels 2 and 1, bootstrap 95% intervals, empty ground truth reported apart).
-With --train-labels, metrics.json also holds the constant most-frequent-labels baseline, scored by the same code.
+With --train-labels, metrics.json also holds the constant most-frequent-labels baseline; with --untrained, the
+untrained model (a recipe's encoders and LLM with freshly initialised fusion and projectors) described the
+same split too, into OUT/untrained/. Every system is scored by the same code.
 
 Example:
   affectgpt eval --model work/demo/stage2/export --shards work/demo/shards/test --out work/demo/eval \\
-      --train-labels work/demo/corpus/fine.csv
+      --train-labels work/demo/corpus/fine.csv --untrained configs/models/smollm2-135m.yaml
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--train-labels", type=Path,
                    help="CSV with the training split's labels (e.g. the corpus's fine.csv): adds the baseline")
+    p.add_argument("--untrained", type=Path,
+                   help="model recipe (YAML) or model directory to evaluate as the untrained baseline")
     p.add_argument("--batch-size", type=int, default=8, help="clips per generate call (default: 8)")
     p.add_argument("--max-new-tokens", type=int, default=160, help="description length limit (default: 160)")
     p.add_argument("--limit", type=int, help="only the first N samples (smoke runs)")
@@ -44,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     from affectgpt.eval.generate import EvalConfig, evaluate_split
     from affectgpt.eval.scoring import format_table, table_labels
     from affectgpt.eval.tables import TableError, read_table
-    from affectgpt.model import AffectGPT
 
     cfg = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, limit=args.limit,
                      gt_source=args.gt_source, bootstrap=args.bootstrap)
@@ -58,7 +61,25 @@ def run(args: argparse.Namespace) -> int:
             log.error("%s", e)
             return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AffectGPT.from_pretrained(args.model).to(device)
-    result = evaluate_split(model, args.shards, args.out, cfg, extractor, train, model_name=str(args.model))
+    baselines = {}
+    if args.untrained:
+        untrained = _load(args.untrained).to(device)
+        run = evaluate_split(untrained, args.shards, args.out / "untrained", cfg, extractor,
+                             model_name=str(args.untrained))
+        baselines["untrained"] = run["model"]
+        del untrained  # one model in memory at a time
+    model = _load(args.model).to(device)
+    result = evaluate_split(model, args.shards, args.out, cfg, extractor, train, model_name=str(args.model),
+                            baselines=baselines)
     print(format_table(result))
     return 0
+
+
+def _load(path: Path):
+    """A saved model directory, or a recipe YAML built untrained."""
+    from affectgpt.config import load_config
+    from affectgpt.model import AffectGPT, AffectGPTConfig
+
+    if path.is_file():
+        return AffectGPT.from_config(load_config(AffectGPTConfig, path))
+    return AffectGPT.from_pretrained(path)

@@ -52,10 +52,13 @@ def evaluate_split(
     extractor: Extractor | None = None,
     train_labels: list[list[str]] | None = None,
     model_name: str | None = None,
+    baselines: dict[str, dict] | None = None,
 ) -> dict:
     """Describe every sample of a shard split, write ``predictions.csv`` (name, description, labels) and
     ``metrics.json`` into ``out_dir``, and return the metrics (with the most-frequent baseline when
-    ``train_labels`` are given). ``model_name`` (e.g. the model directory) is recorded in the metrics."""
+    ``train_labels`` are given). ``model_name`` (e.g. the model directory) is recorded in the metrics;
+    ``baselines`` (name -> metrics of another run on the same split, e.g. the untrained model) are shown
+    next to the model's."""
     from tqdm import tqdm
 
     from shards.loader import ShardLoader
@@ -95,6 +98,8 @@ def evaluate_split(
         {n: p.labels for n, p in zip(names, predicted, strict=True)},
         train_labels=train_labels, bootstrap=cfg.bootstrap, seed=cfg.seed,
     )
+    if baselines:
+        result.setdefault("baselines", {}).update(baselines)
     result["run"] = {
         "model": model_name, "shards": str(shards_dir), "samples": len(names), "gt_source": gt_source,
         "extractor": type(extractor).__name__, "generate_seconds": round(seconds, 2),

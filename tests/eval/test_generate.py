@@ -81,11 +81,17 @@ def test_eval_writes_predictions_and_metrics_that_score_reproduces(model_dir, te
 
 
 @pytest.mark.slow
-def test_eval_limit(model_dir, test_shards, tmp_path):
+def test_eval_limit_and_untrained_baseline(model_dir, test_shards, tmp_path):
     out = tmp_path / "eval"
+    # the "untrained" baseline here is the same (untrained) model: greedy decoding must reproduce it exactly
     assert main(["eval", "--model", str(model_dir), "--shards", str(test_shards), "--out", str(out),
-                 "--limit", "3", "--batch-size", "2", "--max-new-tokens", "4", "--bootstrap", "0"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["run"]["samples"] == 3
+                 "--untrained", str(model_dir), "--limit", "3", "--batch-size", "2", "--max-new-tokens", "4",
+                 "--bootstrap", "0"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["samples"] == 3
+    assert metrics["baselines"]["untrained"]["n"] == 3
+    assert metrics["baselines"]["untrained"]["level1"] == metrics["model"]["level1"]
+    assert (out / "untrained" / "predictions.csv").read_text() == (out / "predictions.csv").read_text()
 
 
 @pytest.mark.slow
