@@ -9,10 +9,10 @@ A sample is a group of tar members sharing the key ``tar_key(name)``:
                        source has no audio track (``has_audio`` false)
 
 Why JPEG frames rather than raw arrays (measured by ``benchmarks/loader_throughput.py`` on the synthetic corpus,
-224x224): raw uint8 frames are ~1.2 MB per clip of 8 frames, about 7x the mp4 they came from and ~30x the JPEG
-(quality 90), which for EMER-Coarse's ~115k clips is the difference between ~140 GB and a few GB of shards to
-store, copy and read per epoch; decoding 8 small JPEGs costs a few milliseconds, still many times faster than
-decoding the mp4 again. Audio stays lossless int16 (half of float32; the model wants the waveform, not a codec's
+8 frames of 224x224): raw uint8 frames take ~1.2 MB per clip, 13x the JPEG frames (~90 KB at quality 90) and
+~10x the source mp4; for EMER-Coarse's ~115k clips that is ~140 GB instead of a few GB to store, copy and read
+every epoch. Decoding the JPEGs costs ~4 ms per clip (raw: ~0.1 ms), small next to decoding the mp4 again
+(~50 ms). Audio stays lossless int16 (half of float32; the model wants the waveform, not a codec's
 approximation of it).
 
 Decoding is safe for shards from anywhere: JSON, JPEG (Pillow, JPEG only) and ``.npy`` with
