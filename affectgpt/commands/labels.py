@@ -16,7 +16,6 @@ import argparse
 import csv
 import json
 import logging
-import sys
 from pathlib import Path
 
 HELP = "extract emotion labels from descriptions (lexicon or LLM)"
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         if args.explain and isinstance(extractor, LexiconExtractor):
             for m in extractor.mentions(text):
-                print(f"  {m.status:10} {m.label:14} {m.form!r} @{m.start}", file=sys.stdout)
+                print(f"  {m.status:10} {m.label:14} {m.form!r} @{m.start}")
     if args.out:
         with args.out.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)

@@ -163,7 +163,7 @@ class LexiconExtractor:
 
 
 def _is_boundary(word: str) -> bool:
-    return word in CLAUSE_WORDS or not word[0].isalpha() and word not in "()"
+    return word in CLAUSE_WORDS or not word[0].isalpha()
 
 
 def _negates(words: list[str], i: int) -> bool:
