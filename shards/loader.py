@@ -116,7 +116,7 @@ class ShardLoader:
         self.epoch, self.position = epoch, 0
 
     def __len__(self) -> int:
-        """Batches this rank yields per epoch."""
+        """Batches this rank yields in the current epoch (the same every epoch when resampled)."""
         return sum(self._plan(self.epoch, worker).batches for worker in range(self.readers))
 
     def __iter__(self) -> Iterator[Any]:
