@@ -6,7 +6,7 @@ instead (the EMER papers' protocol), with replies cached on disk.
 
 Examples:
   affectgpt labels --text "She smiles, but her voice is not happy; she seems anxious."
-  affectgpt labels --csv final-EMER-reason.csv --column english --out labels.csv
+  affectgpt labels --csv final-EMER-reason.csv --out labels.csv      # reads its 'english' column
   affectgpt labels --text "..." --explain        # every lexicon match with its attribution status
 """
 
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", action="append", help="a description (repeatable)")
     src.add_argument("--csv", type=Path, help="a CSV file with a name column and a description column")
-    p.add_argument("--column", default="description", help="description column of --csv (default: description)")
+    p.add_argument("--column", help="description column of --csv (default: description, else english)")
     p.add_argument("--out", type=Path, help="write name,description,labels,groups to this CSV (with --csv)")
     p.add_argument("--explain", action="store_true", help="also print every lexicon match and its status")
     add_extractor_arguments(p)
@@ -71,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
             log.error("%s", e)
             return 2
         names, texts = [r.name for r in table], [r.text for r in table]
+        if not any(texts):
+            log.error("%s: no descriptions to read (no description/english column, or all empty; see --column)",
+                      args.csv)
+            return 2
     results = extractor.extract_many(texts)
     for text, result in zip(texts, results, strict=True):
         print(json.dumps(result.to_json(), ensure_ascii=False))

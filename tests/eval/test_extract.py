@@ -157,7 +157,7 @@ def test_labels_cli_text_and_csv(tmp_path, capsys):
 
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     src.write_text('name,english\na,"He is furious."\nb,"Nothing here."\n', encoding="utf-8")
-    assert main(["labels", "--csv", str(src), "--column", "english", "--out", str(out)]) == 0
+    assert main(["labels", "--csv", str(src), "--out", str(out)]) == 0  # finds the 'english' column itself
     with out.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert [(r["name"], r["labels"], r["groups"]) for r in rows] == [("a", "furious", "angry"), ("b", "", "")]
@@ -168,3 +168,6 @@ def test_labels_cli_names_a_missing_column(tmp_path, caplog):
     src.write_text("name,text\na,happy\n", encoding="utf-8")
     assert main(["labels", "--csv", str(src), "--column", "english"]) == 2
     assert "no 'english' column" in caplog.text
+    src.write_text("name,labels\na,happy\n", encoding="utf-8")
+    assert main(["labels", "--csv", str(src)]) == 2
+    assert "in.csv: no descriptions to read" in caplog.text
