@@ -17,7 +17,8 @@ Fusion = Literal["qformer", "attention", "mean"]
 class ModalityConfig:
     """One input modality: a frozen (by default) encoder, then fusion into ``num_queries`` LLM tokens."""
 
-    encoder: Path  # a local HF directory: a vision tower (CLIP/SigLIP/ViT) or a speech encoder (Whisper/HuBERT/wav2vec2)
+    # A local HF directory: a vision tower (CLIP/SigLIP/ViT) or a speech encoder (Whisper/HuBERT/wav2vec2).
+    encoder: Path
     fusion: Fusion = "qformer"
     num_queries: int = 8
     qformer_layers: int = 2

@@ -59,7 +59,7 @@ class MeanPool(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x.flatten(1, 2)
         n = x.shape[1]
-        weight = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device) if mask is None else mask.flatten(1).to(x.dtype)
+        weight = x.new_ones(x.shape[:2]) if mask is None else mask.flatten(1).to(x.dtype)
         span = torch.arange(n, device=x.device) * self.num_queries // n
         groups = (span[None, :] == torch.arange(self.num_queries, device=x.device)[:, None]).to(x.dtype)  # [Q, N]
         total = torch.einsum("qn,bn,bnd->bqd", groups, weight, x)

@@ -29,6 +29,7 @@ import base64
 import importlib.util
 import logging
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -211,17 +212,24 @@ def build_zoo(out: str | Path, only: list[str] | None = None, seed: int = 0) -> 
         if final.is_dir():
             status[name] = "exists"
             continue
-        tmp = final.with_name(final.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # A private temporary folder: two builds of the same zoo (parallel test sessions) cannot collide.
+        tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.partial-", dir=final.parent))
         torch.manual_seed(seed)  # the same zoo on every machine
         try:
             build(tmp)
+            tmp.rename(final)
         except ZooError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
             status[name] = f"failed: {e}"
             log.error("%s: %s", name, e)
             continue
-        tmp.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            status[name] = "exists"  # another build finished the same entry first
+            continue
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         status[name] = "built"
         log.info("built %s", final)
     return status

@@ -34,7 +34,7 @@ def test_build_is_idempotent_and_deterministic(zoo, tmp_path):
     assert fresh == {"llm/llama-tiny": "built"}
     a = (zoo / "llm/llama-tiny/model.safetensors").read_bytes()
     assert (tmp_path / "llm/llama-tiny/model.safetensors").read_bytes() == a
-    assert not list(tmp_path.rglob("*.partial"))
+    assert not list(tmp_path.rglob("*.partial*"))
 
 
 def test_unknown_entry_and_missing_package(tmp_path, monkeypatch):
