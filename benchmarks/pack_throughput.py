@@ -4,6 +4,7 @@
 
 Both pack the same split with the same config into fresh directories (synthesized into work/bench/ unless
 --corpus is given). The baseline runs ``shards.build`` (plan, pack every shard, finish) in this process; the
+baseline runs before and after the Ray run and their mean is used (the load of a shared machine drifts). The
 Ray run is `ray job submit ... -- python -m ray_jobs.pack` against a head started here with ``--cpus`` CPUs and
 stopped at the end. Printed: samples/s of the baseline, of the Ray job's packing (from its own summary: Ray
 connection, worker start-up and all tasks) and of the whole `ray job submit` call (plus job start-up and the
@@ -46,14 +47,17 @@ def main() -> None:
         write_corpus(SynthConfig(out=corpus, num=args.num, fine_fraction=0, test_fraction=0, workers=2))
     cfg = PackConfig(samples_per_shard=args.samples_per_shard)
     records, problems = scan_csv(corpus / "coarse.csv", corpus)
-
-    out = str(work / "pack-single")
-    shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
     plans = plan_shards(records, "coarse", cfg)
-    prepare(out, "coarse", plans)
-    finish(out, "coarse", cfg, [pack_shard(plan, "coarse", cfg, out) for plan in plans], problems, {})
-    single = len(records) / (time.perf_counter() - start)
+
+    def one_process() -> float:
+        out = str(work / "pack-single")
+        shutil.rmtree(out, ignore_errors=True)
+        start = time.perf_counter()
+        prepare(out, "coarse", plans)
+        finish(out, "coarse", cfg, [pack_shard(plan, "coarse", cfg, out) for plan in plans], problems, {})
+        return len(records) / (time.perf_counter() - start)
+
+    before = one_process()
 
     out = work / "pack-ray"
     shutil.rmtree(out, ignore_errors=True)
@@ -73,9 +77,11 @@ def main() -> None:
     if job.returncode != 0 or not found:
         sys.exit(f"the Ray job failed:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}")
     packing = float(found.group(1))
+    after = one_process()  # the baseline brackets the Ray run: on a shared machine the load drifts
+    single = (before + after) / 2
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {len(records)} clips, "
           f"{len(plans)} shards of {args.samples_per_shard}")
-    print(f"one plain process:              {single:6.1f} samples/s")
+    print(f"one plain process:              {single:6.1f} samples/s   (before {before:.1f}, after {after:.1f})")
     print(f"Ray job, {args.cpus} CPUs (packing):      {packing:6.1f} samples/s   ratio {packing / single:.2f}x")
     print(f"Ray job, {args.cpus} CPUs (whole submit): {submit:6.1f} samples/s   ratio {submit / single:.2f}x")
 
