@@ -85,7 +85,8 @@ class VideoEncoder(FrozenAware):
         """``pixel_values [B, T, 3, H, W]`` -> tokens ``[B, T, P, D]``; every frame is encoded independently."""
         b, t = pixel_values.shape[:2]
         with self.grad_context():
-            tokens = self.model(pixel_values=pixel_values.flatten(0, 1)).last_hidden_state
+            # Collators make float32; the encoder may run in bf16 (dtype: bfloat16, or DeepSpeed's bf16 cast).
+            tokens = self.model(pixel_values=pixel_values.flatten(0, 1).to(self.model.dtype)).last_hidden_state
         return tokens.unflatten(0, (b, t)), None
 
 
@@ -94,7 +95,7 @@ class AudioEncoder(FrozenAware):
         self, audio_values: torch.Tensor, audio_attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Feature-extractor output (Whisper log-mel or raw waveform) -> tokens ``[B, 1, S, D]``, mask."""
-        kwargs = {self.model.main_input_name: audio_values}
+        kwargs = {self.model.main_input_name: audio_values.to(self.model.dtype)}
         if audio_attention_mask is not None:
             kwargs["attention_mask"] = audio_attention_mask
         with self.grad_context():

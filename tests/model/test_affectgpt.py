@@ -199,3 +199,10 @@ def test_wrong_batch_is_a_clear_error(make_config, samples):
     del batch["pixel_values"]
     with pytest.raises(ValueError, match="pixel_values"):
         model(**batch)
+
+
+def test_bfloat16_model_takes_float32_batches(make_config, samples):
+    model = build(make_config(dtype="bfloat16", audio_encoder="hubert-tiny"))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    out = model(**model.collator()(samples(2)))
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
