@@ -19,6 +19,7 @@ COMMANDS = [
     "ray",
     "shards",
     "zoo",
+    "export",
     "labels",
     "score",
     "serve-llm",

@@ -156,6 +156,9 @@ class Progress:
     step: int = 0
     run_id: str | None = None
     wall_s: float = 0.0
+    # Measured on the first micro-batch of the run and kept: counting runs the step under a dispatch mode
+    # whose numerics differ in the last bits, so a resumed run must not count again to stay bit-identical.
+    flops_per_micro_batch: int = 0
 
 
 def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: CheckpointManager,
@@ -163,7 +166,6 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
           peak_flops: float) -> int:
     gas = engine.gradient_accumulation_steps()
     it = _endless(batches)
-    flops_per_micro_batch = 0
     session_start = time.perf_counter()
     wall_before = progress.wall_s
     window = _Window()
@@ -179,11 +181,10 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                     engine.backward(loss)
                     return loss
 
-                if flops_per_micro_batch:
+                if progress.flops_per_micro_batch:
                     loss = micro_step()
                 else:
-                    # Counted once per process (batches differ little in shape); MFU uses it for every step.
-                    loss, flops_per_micro_batch = count_flops(micro_step)
+                    loss, progress.flops_per_micro_batch = count_flops(micro_step)
                 engine.step()
                 loss_sum += loss.detach().float()
                 if "attention_mask" in batch:
@@ -200,7 +201,7 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
             window.add(float(totals[1].item()))
             if metrics is not None and (progress.step % cfg.log_every == 0 or progress.step == cfg.max_steps):
                 seconds = window.seconds()
-                step_flops = flops_per_micro_batch * gas * manager.world_size
+                step_flops = progress.flops_per_micro_batch * gas * manager.world_size
                 values = {
                     "train/loss": float(totals[0].item()) / manager.world_size,
                     "train/lr": engine.get_lr()[0],
@@ -242,13 +243,16 @@ class _Window:
 
 
 def _endless(batches: Iterable[dict[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
-    """Epoch after epoch: the loader is epoch-sized and its state knows which epoch it is in."""
+    """Epoch after epoch (the loader is epoch-sized and its state knows the epoch). A run restored exactly at
+    the end of an epoch first gets an empty pass; two in a row mean there is no data."""
+    empty_passes = 0
     while True:
-        empty = True
+        produced = False
         for batch in batches:
-            empty = False
+            produced = True
             yield batch
-        if empty:
+        empty_passes = 0 if produced else empty_passes + 1
+        if empty_passes == 2:
             raise RuntimeError("the data loader yielded no batch in a whole epoch (is the shard dir empty?)")
 
 
@@ -309,7 +313,8 @@ def _restore(engine: Any, batches: StatefulBatches, info: CheckpointInfo, univer
         state = read_trainer_state(info.path, rank)
         batches.load_state_dict(state["loader"])
         rng.restore(state["rng"])
-    return Progress(info.step, info.meta.get("tracking_run_id"), float(state.get("wall_s", 0.0)))
+    return Progress(info.step, info.meta.get("tracking_run_id"), float(state["wall_s"]),
+                    int(state["flops_per_micro_batch"]))
 
 
 def _numel(p: torch.nn.Parameter) -> int:

@@ -12,12 +12,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Small frames keep a training step well under a second on 2 CPU cores; recipe and pack config must agree.
+FRAMES, FRAME_SIZE = 4, 32
+
+
 def pack_split(corpus: Path, split: str, out: Path, samples_per_shard: int = 8) -> Path:
     from affectgpt.corpus import scan_csv, split_csv
     from shards.build import finish, pack_shard, plan_shards, prepare
     from shards.schema import PackConfig
 
-    cfg = PackConfig(frames=8, size=224, max_audio_seconds=4.0, samples_per_shard=samples_per_shard)
+    cfg = PackConfig(frames=FRAMES, size=FRAME_SIZE, max_audio_seconds=4.0, samples_per_shard=samples_per_shard)
     records, problems = scan_csv(split_csv(corpus, split), corpus)
     plans = plan_shards(records, split, cfg)
     prepare(str(out), split, plans)
@@ -28,18 +32,19 @@ def pack_split(corpus: Path, split: str, out: Path, samples_per_shard: int = 8) 
 
 @pytest.fixture(scope="session")
 def tiny_recipe(tmp_path_factory) -> Path:
-    """configs/models/llama-tiny.yaml with its zoo built in a temp dir (absolute paths)."""
+    """configs/models/qwen2-tiny.yaml (tied embeddings) with its zoo built in a temp dir (absolute paths)."""
     from affectgpt.model.zoo import build_zoo
 
     root = tmp_path_factory.mktemp("zoo")
-    entries = {"llm": "llm/llama-tiny", "video": "video/clip-tiny", "audio": "audio/whisper-tiny"}
+    entries = {"llm": "llm/qwen2-tiny", "video": "video/clip-tiny", "audio": "audio/whisper-tiny"}
     status = build_zoo(root / "models", only=list(entries.values()), seed=0)
     assert all(s.split(":")[0] in ("built", "exists") for s in status.values()), status
-    recipe = yaml.safe_load((ROOT / "configs" / "models" / "llama-tiny.yaml").read_text())
+    recipe = yaml.safe_load((ROOT / "configs" / "models" / "qwen2-tiny.yaml").read_text())
+    recipe.update(num_frames=FRAMES, frame_size=FRAME_SIZE, max_audio_seconds=4.0)
     recipe["llm"] = str(root / "models" / entries["llm"])
     recipe["video"]["encoder"] = str(root / "models" / entries["video"])
     recipe["audio"]["encoder"] = str(root / "models" / entries["audio"])
-    path = root / "llama-tiny.yaml"
+    path = root / "qwen2-tiny.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     return path
 

@@ -1,0 +1,57 @@
+"""Checkpoint -> model directory: consolidate the sharded weights into one fp32 state dict, rebuild the
+model from the recipe stored in the checkpoint, and write it with ``AffectGPT.save_pretrained``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from affectgpt.train.checkpoint import MANIFEST, CheckpointError, CheckpointInfo, find_resumable, validate
+
+log = logging.getLogger(__name__)
+
+
+def resolve(checkpoint: Path) -> CheckpointInfo:
+    """A step dir is validated as is; a run dir resolves to its newest usable checkpoint."""
+    if (checkpoint / MANIFEST).exists():
+        return validate(checkpoint)
+    info = find_resumable(checkpoint)
+    if info is None:
+        raise CheckpointError(f"{checkpoint} holds no checkpoint (neither a step_* dir nor a run dir)")
+    return info
+
+
+def consolidated_state_dict(info: CheckpointInfo) -> dict[str, torch.Tensor]:
+    """Full fp32 weights, frozen encoders included (ZeRO stores those apart from the optimizer's)."""
+    if info.meta["strategy"] == "ddp":
+        state = torch.load(info.path / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+        return {k: v.float() if v.is_floating_point() else v for k, v in state["module"].items()}
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    return get_fp32_state_dict_from_zero_checkpoint(str(info.path.parent), tag=info.tag)
+
+
+def export(checkpoint: Path, out: Path) -> CheckpointInfo:
+    from dataclasses import replace
+
+    from affectgpt.config import from_dict
+    from affectgpt.model import AffectGPT, AffectGPTConfig
+
+    info = resolve(checkpoint)
+    state = consolidated_state_dict(info)
+    # The LLM's own weights are about to be replaced: a random init skips reading them.
+    recipe = replace(from_dict(AffectGPTConfig, info.meta["model_config"]), llm_init="random")
+    model = AffectGPT.from_config(recipe)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{info.path} does not match its recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise ValueError(f"{info.path}: {name} has shape {tuple(tensor.shape)}, the recipe {tuple(expected[name].shape)}")
+    # load_state_dict (rather than passing ``state`` to save_pretrained) keeps tied tensors one tensor.
+    model.load_state_dict(state)
+    model.save_pretrained(out)
+    return info

@@ -1,0 +1,148 @@
+"""Fast checks of the training building blocks: config, DeepSpeed config filling, schedule, checkpoint files."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from affectgpt.config import ConfigError, load_config
+from affectgpt.train import checkpoint as ck
+from affectgpt.train import rng
+from affectgpt.train.config import TrainConfig
+from affectgpt.train.ds_config import fill, load_template, template_path
+from affectgpt.train.schedule import WarmupCosine, lr_factor
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def cfg(*overrides):
+    return load_config(TrainConfig, ROOT / "configs" / "stage1.yaml", list(overrides))
+
+
+def test_stage_configs_load_and_unknown_keys_are_rejected():
+    assert cfg().dist.strategy == "zero3"
+    assert load_config(TrainConfig, ROOT / "configs" / "stage2.yaml").init.from_model is not None
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        cfg("optim.lrr=1")
+
+
+@pytest.mark.parametrize("world", [1, 2, 4])
+def test_global_batch_is_constant_across_world_sizes(world):
+    c = cfg("global_batch_size=16", "micro_batch_size=2")
+    filled = fill(load_template(template_path(c)), c, world_size=world, bf16=False, hidden_size=64)
+    assert filled["train_batch_size"] == 16
+    assert filled["train_micro_batch_size_per_gpu"] * world * filled["gradient_accumulation_steps"] == 16
+
+
+def test_indivisible_global_batch_names_the_values_that_fit():
+    c = cfg("global_batch_size=12", "micro_batch_size=4")
+    with pytest.raises(ValueError, match=r"micro_batch_size values that fit: \[1, 2, 3, 6\]"):
+        c.accumulation_steps(2)
+
+
+@pytest.mark.parametrize("strategy,stage", [("zero3", 3), ("zero2", 2), ("ddp", 0)])
+def test_templates_have_no_auto_left(strategy, stage):
+    c = cfg(f"dist.strategy={strategy}", "optim.grad_clip=0.5")
+    filled = fill(load_template(template_path(c)), c, world_size=2, bf16=True, hidden_size=64)
+    assert "auto" not in json.dumps(filled)
+    assert filled["zero_optimization"]["stage"] == stage
+    assert filled["gradient_clipping"] == 0.5 and filled["bf16"]["enabled"] is True
+
+
+def test_unfillable_auto_is_an_error(tmp_path):
+    c = cfg()
+    with pytest.raises(ValueError, match=r"no rule fills \"auto\" at optimizer.lr"):
+        fill({"optimizer": {"lr": "auto"}}, c, world_size=1, bf16=False, hidden_size=8, source="x.json")
+
+
+def test_warmup_then_cosine_to_the_floor():
+    factors = [lr_factor(s, 10, 110, 0.1) for s in range(110)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[60] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert lr_factor(500, 10, 110, 0.1) == pytest.approx(0.1)
+
+
+def test_scheduler_state_round_trips():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosine(opt, 3, 20, 0.0)
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched2 = WarmupCosine(opt2, 3, 20, 0.0)
+    sched2.load_state_dict(json.loads(json.dumps(sched.state_dict())))
+    opt2.step()
+    sched2.step()
+    opt.step()
+    sched.step()
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+def test_rng_capture_restore_is_exact_and_json_safe():
+    state = json.loads(json.dumps(rng.capture()))
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    rng.restore(state)
+    again = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[:2] == again[:2] and torch.equal(first[2], again[2])
+
+
+def fake_checkpoint(root, step, world=2, seal=True):
+    tag = root / ck.tag_for(step)
+    (tag / "shard.pt").parent.mkdir(parents=True, exist_ok=True)
+    (tag / "shard.pt").write_bytes(b"x" * step)
+    for r in range(world):
+        ck.write_trainer_state(tag, r, {"step": step})
+    if seal:
+        ck.write_manifest(tag, {"step": step, "world_size": world, "strategy": "zero3"})
+        ck.atomic_write_text(root / ck.LATEST, tag.name)
+    return tag
+
+
+def test_latest_complete_checkpoint_is_chosen(tmp_path):
+    fake_checkpoint(tmp_path, 10)
+    fake_checkpoint(tmp_path, 20)
+    fake_checkpoint(tmp_path, 30, seal=False)  # a save that never finished
+    info = ck.find_resumable(tmp_path)
+    assert info.step == 20 and info.world_size == 2
+
+
+def test_missing_file_is_named_and_previous_checkpoint_used(tmp_path, caplog):
+    fake_checkpoint(tmp_path, 10)
+    (fake_checkpoint(tmp_path, 20) / "shard.pt").unlink()
+    assert ck.find_resumable(tmp_path).step == 10
+    assert "file shard.pt listed in manifest.json is missing" in caplog.text
+
+
+def test_truncated_file_is_rejected(tmp_path):
+    tag = fake_checkpoint(tmp_path, 10)
+    (tag / "shard.pt").write_bytes(b"x")
+    with pytest.raises(ck.CheckpointError, match="shard.pt has 1 bytes, manifest.json says 10"):
+        ck.validate(tag)
+
+
+def test_no_usable_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+    (fake_checkpoint(tmp_path, 10) / ck.TRAINER_DIR / "rank_00001.json").unlink()
+    with pytest.raises(ck.CheckpointError, match="no usable checkpoint"):
+        ck.find_resumable(tmp_path)
+    assert ck.find_resumable(tmp_path / "empty") is None
+
+
+def test_prune_keeps_last_k_and_removes_stale_partials(tmp_path):
+    fake_checkpoint(tmp_path, 5, seal=False)
+    for step in (10, 20, 30, 40):
+        fake_checkpoint(tmp_path, step)
+    ck.prune(tmp_path, keep_last=2)
+    assert [p.name for p in ck.tags(tmp_path)] == ["step_00000040", "step_00000030"]
+
+
+def test_universal_command_is_exact(tmp_path):
+    info = ck.validate(fake_checkpoint(tmp_path, 10))
+    cmd = ck.universal_command(info)
+    assert cmd.startswith(f"python -m deepspeed.checkpoint.ds_to_universal --input_folder {info.path} ")
+    assert cmd.endswith(f"mv {info.path}_universal.partial {info.path}_universal")
