@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     index = finish(args.out, args.split, cfg, results, problems,
                    {"corpus": str(args.corpus), "csv": csv_path.name, "rows": rows})
     reused = sum(r.reused for r in results)
-    for q in sorted((q for r in results for q in r.quarantined), key=lambda q: q.row)[:20]:
+    quarantined = [*problems, *(q for r in results for q in r.quarantined)]
+    for q in sorted(quarantined, key=lambda q: q.row)[:20]:
         log.warning("quarantined %s (row %d): %s", q.name, q.row, q.reason)
     print(f"{args.split}: in {rows} = packed {index.samples} + quarantined {index.quarantined}; "
           f"{index.no_audio} kept without audio; {len(index.shards)} shards ({reused} kept from an earlier run), "

@@ -2,7 +2,7 @@
 
 A directory without ``index.json`` is not a finished shard set, whatever tar files it holds. Layout::
 
-    {"schema_version": 1, "split": "coarse", "config": {PackConfig},
+    {"schema_version": 2, "split": "coarse", "config": {PackConfig},
      "shards": [{"file": "coarse-000000.tar", "samples": 256, "bytes": ..., "sha256": "..."}, ...],
      "totals": {"shards": ..., "samples": ..., "bytes": ..., "no_audio": ...},
      "quarantined": 3, "source": {"corpus": "...", "csv": "...", "rows": ...}}

@@ -16,7 +16,7 @@ from webdataset.tariterators import base_plus_ext
 
 from shards import storage
 from shards.index import Index, read_index
-from shards.schema import member_names
+from shards.schema import MEMBERS
 from shards.writer import ShardInfo
 
 
@@ -45,15 +45,14 @@ def verify(directory: str, progress: Callable[[ShardInfo], None] | None = None) 
     index = read_index(directory)
     fs, root = storage.location(directory)
     problems = []
-    expected = member_names(index.config)
     for shard in index.shards:
-        problems += _check_shard(fs, storage.join(root, shard.file), shard, expected)
+        problems += _check_shard(fs, storage.join(root, shard.file), shard)
         if progress:
             progress(shard)
     return index, problems
 
 
-def _check_shard(fs, path: str, shard: ShardInfo, expected: set[str]) -> list[str]:
+def _check_shard(fs, path: str, shard: ShardInfo) -> list[str]:
     if not fs.exists(path):
         return [f"{shard.file}: missing"]
     problems = []
@@ -76,8 +75,8 @@ def _check_shard(fs, path: str, shard: ShardInfo, expected: set[str]) -> list[st
         problems.append(f"{shard.file}: sha256 {sha256} differs from the index ({shard.sha256})")
     if not problems and len(samples) != shard.samples:
         problems.append(f"{shard.file}: {len(samples)} samples, index says {shard.samples}")
-    bad = [key for key, members in samples.items() if members != expected]
+    bad = [key for key, members in samples.items() if members != MEMBERS]
     if bad and not problems:
         problems.append(f"{shard.file}: {len(bad)} sample(s) do not hold the schema's members, e.g. {bad[0]} "
-                        f"has {sorted(samples[bad[0]])}, schema wants {sorted(expected)}")
+                        f"has {sorted(samples[bad[0]])}, schema wants {sorted(MEMBERS)}")
     return problems

@@ -65,7 +65,7 @@ class ShardWriter:
         return self
 
     def add(self, key: str, members: dict[str, bytes]) -> None:
-        """Append one sample: ``members`` maps suffix (``json``, ``frame000.jpg``) to content."""
+        """Append one sample: ``members`` maps suffix (``json``, ``frames.jpg``) to content."""
         for suffix in sorted(members):
             data = members[suffix]
             info = tarfile.TarInfo(f"{key}.{suffix}")
