@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
              args.out)
 
     start = time.perf_counter()
-    ray.init(log_to_driver=True)
+    ray.init()  # inside `ray job submit` this joins the cluster named by RAY_ADDRESS
     task = ray.remote(num_cpus=1)(pack_shard)
     pending = {task.remote(plan, args.split, cfg, args.out): plan for plan in plans}
     results: list[ShardResult] = []
