@@ -2,6 +2,8 @@
 
 1. ``plan_shards``: deal the records (shuffled with the config's seed) into shards of ``samples_per_shard``.
    The plan depends only on the CSV, the video sizes and the config, so a resubmitted job plans the same shards.
+   Shards are sized by sample count, not bytes, for that reason: bytes are only known after decoding. At
+   ~190 KB per clip (8 frames of 224x224, 3 s of audio), the default 256 clips make ~50 MB shards.
 2. ``pack_shard`` (one per shard, in parallel): decode each clip through ``affectgpt.media.decode_clip``,
    write the shard atomically, then a done-marker ``OUT/.pack/<shard>.json`` with its result. A shard whose
    marker matches the plan and whose file still has the recorded size and sha256 is kept, not redone.
