@@ -4,7 +4,7 @@ Rows are (backbone, initialisation) cells; each row joins the cell's evaluation 
 training runs (tag ``kind=train``): EMER metrics with bootstrap intervals, training wall time summed over the
 stages, and mean training throughput. Baselines are evaluation runs without training runs.
 
-Metric names in MLflow (written by ``affectgpt.evaluation_tracking``): ``eval/<metric>`` with
+Metric names in MLflow (written by ``affectgpt.study.log_evaluation``): ``eval/<metric>`` with
 ``eval/<metric>_lo`` / ``eval/<metric>_hi`` for the interval; ``train/wall_s`` and ``train/tokens_per_s``.
 """
 

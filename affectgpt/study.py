@@ -1,0 +1,258 @@
+"""A study: LLM backbones x initialisations, each cell trained and evaluated as tracked MLflow runs.
+
+A cell is (backbone recipe, initialisation). Its steps run one after another as the user would run them:
+
+    stage 1   deepspeed launcher/train.py --config <stage1>   (coarse shards; skipped by "stage2-only")
+    export    affectgpt export <stage1 checkpoints> --out <cell>/stage1/model
+    stage 2   deepspeed launcher/train.py --config <stage2>   (fine shards; from the stage 1 export or the base)
+    export    affectgpt export <stage2 checkpoints> --out <cell>/stage2/model
+    eval      affectgpt eval --model <cell>/stage2/model --shards <test shards>   -> an MLflow eval run
+
+Resumable: a cell whose evaluation run is FINISHED in MLflow is skipped; within a cell, a step whose output
+exists is skipped and an interrupted training stage resumes from its `latest` checkpoint (resume=auto).
+Baselines ("most_frequent": a constant prediction of the most frequent training labels; "untrained": the base
+model of each backbone) are scored by the same evaluation call, on the same split, into the same experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from affectgpt.tracking import Tracker, TrackingConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Init:
+    stage1: bool  # run Stage 1 on the coarse split before Stage 2
+    llm_init: str  # "pretrained" (the recipe's weights) or "random"
+
+
+INITS: dict[str, Init] = {
+    "stage1+stage2": Init(stage1=True, llm_init="pretrained"),
+    "stage2-only": Init(stage1=False, llm_init="pretrained"),
+    "random-llm+stage1+stage2": Init(stage1=True, llm_init="random"),
+}
+BASELINES = ("most_frequent", "untrained")
+
+
+@dataclass
+class ShardPaths:
+    coarse: Path
+    fine: Path
+    test: Path
+
+
+@dataclass
+class LaunchSection:
+    nproc: int = 2  # processes per node (deepspeed --num_gpus; on CPU, the number of ranks)
+    extra: list[str] = field(default_factory=list)  # more launcher flags, e.g. ["--hostfile", "hosts"]
+
+
+@dataclass
+class EvalSection:
+    max_new_tokens: int = 96
+    batch_size: int = 16
+
+
+@dataclass
+class StudyConfig:
+    name: str  # the MLflow experiment
+    out: Path  # cells live in out/<backbone>/<init>/
+    shards: ShardPaths
+    backbones: list[Path]  # model recipes, configs/models/*.yaml
+    inits: list[str] = field(default_factory=lambda: ["stage1+stage2", "stage2-only"])
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    stage1: Path = Path("configs/stage1.yaml")
+    stage2: Path = Path("configs/stage2.yaml")
+    stage1_overrides: list[str] = field(default_factory=list)
+    stage2_overrides: list[str] = field(default_factory=list)
+    launch: LaunchSection = field(default_factory=LaunchSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    train_labels: Path | None = None  # CSV with the Stage 2 training labels, for the most-frequent baseline
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        unknown = [i for i in self.inits if i not in INITS]
+        if unknown:
+            raise ValueError(f"unknown init(s) {unknown}; known: {', '.join(INITS)}")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
+        if "most_frequent" in self.baselines and self.train_labels is None:
+            raise ValueError("baseline most_frequent needs train_labels (the Stage 2 training CSV, e.g. fine.csv)")
+        if not self.backbones:
+            raise ValueError("backbones is empty: list model recipes (configs/models/*.yaml)")
+        for recipe in self.backbones:
+            if not Path(recipe).is_file():
+                raise ValueError(f"backbones: recipe {recipe} does not exist")
+        self.tracking.experiment = self.name
+
+
+def backbone_name(recipe: Path) -> str:
+    return Path(recipe).stem
+
+
+class Study:
+    def __init__(self, cfg: StudyConfig):
+        self.cfg = cfg
+        self.uri = cfg.tracking.resolve_uri(cfg.out)
+        self.bin = Path(sys.executable).parent
+
+    # ---- the grid -------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, str]:
+        """Run every cell; returns {cell: "done" | "skipped" | "failed: <step>"}."""
+        results: dict[str, str] = {}
+        for recipe in self.cfg.backbones:
+            for init in self.cfg.inits:
+                cell = f"{backbone_name(recipe)}/{init}"
+                if self._finished(cell):
+                    log.info("cell %s: finished earlier, skipped", cell)
+                    results[cell] = "skipped"
+                    continue
+                log.info("cell %s: starting", cell)
+                try:
+                    self._cell(cell, recipe, init)
+                    results[cell] = "done"
+                except StepFailed as e:
+                    log.error("cell %s: %s", cell, e)
+                    results[cell] = f"failed: {e.step}"
+        return results
+
+    def _finished(self, cell: str) -> bool:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.uri)
+        exp = client.get_experiment_by_name(self.cfg.name)
+        if exp is None:
+            return False
+        runs = client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.cell = '{cell}' and tags.kind = 'eval' and attributes.status = 'FINISHED'",
+        )
+        return bool(runs)
+
+    # ---- one cell -------------------------------------------------------------------------------------------
+    def _cell(self, cell: str, recipe: Path, init_name: str) -> None:
+        init = INITS[init_name]
+        root = self.cfg.out / cell
+        tags = {"cell": cell, "backbone": backbone_name(recipe), "init": init_name, "study": self.cfg.name}
+        common = [f"model.recipe={recipe}", f"model.set.llm_init={init.llm_init}", *self._tracking_overrides(tags)]
+        start_from = None
+        if init.stage1:
+            start_from = self._train_stage(root / "stage1", 1, self.cfg.stage1, self.cfg.shards.coarse,
+                                           [*common, *self.cfg.stage1_overrides])
+        stage2 = [*common, *self.cfg.stage2_overrides, f"init.from_model={start_from}" if start_from else
+                  "init.from_model=null"]
+        model = self._train_stage(root / "stage2", 2, self.cfg.stage2, self.cfg.shards.fine, stage2)
+        self._evaluate(tags, recipe, model, root / "eval")
+
+    def _train_stage(self, root: Path, stage: int, config: Path, shards: Path, overrides: list[str]) -> Path:
+        model = root / "model"
+        if model.exists():
+            log.info("%s: exported earlier, skipped", model)
+            return model
+        ckpt = root / "checkpoints"
+        launcher = [str(self.bin / "deepspeed"), "--num_gpus", str(self.cfg.launch.nproc),
+                    "--master_port", str(_free_port()), *self.cfg.launch.extra]
+        args = [f"data.shards={shards}", f"checkpoint.dir={ckpt}", "checkpoint.resume=auto", f"tags.stage={stage}",
+                f"run_name={overrides_tag(overrides, 'cell')} stage {stage}", *overrides]
+        self._step(f"stage {stage} training", [*launcher, "launcher/train.py", "--config", str(config), *args])
+        self._step(f"stage {stage} export", [str(self.bin / "affectgpt"), "export", str(ckpt), "--out", str(model)])
+        return model
+
+    def _tracking_overrides(self, tags: dict[str, str]) -> list[str]:
+        out = ["tracking.enabled=true", f"tracking.experiment={self.cfg.name}", f"tracking.uri={self.uri}"]
+        return out + [f"tags.{k}={v}" for k, v in tags.items()]
+
+    # ---- evaluation -----------------------------------------------------------------------------------------
+    def _evaluate(self, tags: dict[str, str], recipe: Path, model: Path, out: Path) -> None:
+        """Evaluate the cell's model; the first cell of a backbone also scores the baselines on the same split."""
+        backbone = tags["backbone"]
+        untrained = f"{backbone}/untrained"
+        baselines = {"untrained": untrained, "most_frequent": "baseline/most-frequent"}
+        wanted = {k: cell for k, cell in baselines.items() if k in self.cfg.baselines and not self._finished(cell)}
+        cmd = [str(self.bin / "affectgpt"), "eval", "--model", str(model), "--shards", str(self.cfg.shards.test),
+               "--out", str(out), "--max-new-tokens", str(self.cfg.eval.max_new_tokens),
+               "--batch-size", str(self.cfg.eval.batch_size)]
+        if "untrained" in wanted:
+            cmd += ["--untrained", str(recipe)]
+        if "most_frequent" in wanted:
+            cmd += ["--train-labels", str(self.cfg.train_labels)]
+        self._step(f"{tags['cell']} evaluation", cmd)
+        metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        common = {"study": self.cfg.name, "kind": "eval"}
+        for key, cell in wanted.items():
+            baseline_tags = {**common, "cell": cell, "backbone": backbone if key == "untrained" else "-",
+                             "init": cell.split("/")[1]}
+            log_evaluation(self.cfg.tracking, self.uri, metrics["baselines"][key], baseline_tags,
+                           out / "untrained" if key == "untrained" else None)
+        log_evaluation(self.cfg.tracking, self.uri, metrics["model"], {**tags, **common}, out)
+
+    def _step(self, step: str, cmd: list[str]) -> None:
+        log.info("%s: %s", step, " ".join(cmd))
+        start = time.perf_counter()
+        result = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if result.returncode != 0:
+            raise StepFailed(step, result.returncode)
+        log.info("%s: done in %.0f s", step, time.perf_counter() - start)
+
+
+class StepFailed(RuntimeError):
+    def __init__(self, step: str, code: int):
+        super().__init__(f"{step} exited with code {code}")
+        self.step = step
+
+
+def log_evaluation(cfg: TrackingConfig, uri: str, metrics: dict, tags: dict[str, str],
+                   eval_dir: Path | None = None) -> str:
+    """Record one system's metrics (a ``metrics.json`` entry of ``affectgpt eval``) as a finished MLflow run."""
+    tracker = Tracker.open(TrackingConfig(uri=uri, experiment=cfg.experiment), ".", run_name=tags["cell"],
+                           tags=tags)
+    tracker.log_metrics(eval_metrics(metrics), step=0)
+    for name in ("metrics.json", "predictions.csv"):
+        if eval_dir is not None and (eval_dir / name).exists():
+            tracker.log_artifact(eval_dir / name)
+    tracker.close()
+    return tracker.run_id
+
+
+def eval_metrics(metrics: dict) -> dict[str, float]:
+    """One system's entry of metrics.json -> MLflow keys. The headline columns (``eval/accuracy_s``,
+    ``eval/recall_s``, ``eval/avg``) are wheel level 2, as the EMER papers report; ``eval/wheel_f1`` is F_s at
+    level 1; every level's numbers are kept under ``eval/<level>/<metric>``."""
+    out: dict[str, float] = {"eval/n": float(metrics["n"])}
+    for level in ("level2", "level1"):
+        values = metrics.get(level) or {}
+        for name in ("accuracy_s", "recall_s", "avg", "f_s"):
+            if name in values:
+                out[f"eval/{level}/{name}"] = values[name]
+                lo, hi = values.get("ci95", {}).get(name, (None, None))
+                if lo is not None:
+                    out[f"eval/{level}/{name}_lo"], out[f"eval/{level}/{name}_hi"] = lo, hi
+    for key, source in (("accuracy_s", "level2/accuracy_s"), ("recall_s", "level2/recall_s"),
+                        ("avg", "level2/avg"), ("wheel_f1", "level1/f_s")):
+        for suffix in ("", "_lo", "_hi"):
+            if f"eval/{source}{suffix}" in out:
+                out[f"eval/{key}{suffix}"] = out[f"eval/{source}{suffix}"]
+    return out
+
+
+def overrides_tag(overrides: list[str], key: str) -> str:
+    prefix = f"tags.{key}="
+    return next((o.removeprefix(prefix) for o in overrides if o.startswith(prefix)), "")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
