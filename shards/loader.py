@@ -269,7 +269,7 @@ def _pack_arrays(item: Any) -> Any:
         return item
     buffer = torch.empty(size, dtype=torch.uint8)
     flat = buffer.numpy()
-    for array, ref in zip(arrays, refs):
+    for array, ref in zip(arrays, refs, strict=True):
         flat[ref.offset : ref.offset + array.nbytes] = array.reshape(-1).view(np.uint8)
     return _Packed(skeleton, buffer)
 

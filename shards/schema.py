@@ -1,4 +1,4 @@
-"""The shard sample format, version 2 (v1 stored one JPEG per frame): how one clip is stored in a WebDataset tar and read back.
+"""The shard sample format, version 2 (v1 stored one JPEG per frame): one clip in a WebDataset tar.
 
 A sample is a group of tar members sharing the key ``tar_key(name)``:
 
