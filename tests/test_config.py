@@ -47,6 +47,7 @@ def test_unknown_key_names_file_and_path(tmp_path):
     "override, message",
     [
         ("steps=many", "steps: expected int"),
+        ("name=[1]", "name: expected str"),
         ("backend=flash", "backend: 'flash' is not one of"),
         ("steps=0", "steps must be >= 1"),
         ("optim=3", "optim: expected a mapping"),
