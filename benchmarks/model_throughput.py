@@ -8,6 +8,9 @@
    tokens. Model FLOPs = 6 x N x tokens + attention, N = trainable LLM matmul parameters (the input embedding
    is a lookup: counted only when tied, as the output head), attention = 12 x layers x hidden x sum(len^2) / 2
    per step (fwd+bwd of QK^T and AV, causal half). The frozen encoders and adapters are not counted.
+   On CPU, SDPA/eager attend over the whole packed row under a block-diagonal mask (sum(len)^2 scores, not
+   sum(len^2)), so packing saves the padded MLP/head work but not attention; FlashAttention-2's varlen kernel
+   (GPU) saves both.
 3. Padding waste over the whole synthetic corpus (all splits, shuffled into micro-batches): the share of padded
    tokens in padded batches, and how many tokens packed batches need relative to padded ones.
 The zoo entries used are built into --zoo if missing (SmolLM2's GGUF conversion takes ~30 s once).
