@@ -201,14 +201,15 @@ class AffectGPT(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-                **inputs: Any):
+                pixel_values: torch.Tensor | None = None, has_video: torch.Tensor | None = None,
+                audio_values: torch.Tensor | None = None, audio_attention_mask: torch.Tensor | None = None,
+                has_audio: torch.Tensor | None = None, **llm_kwargs: Any):
         """Returns the LLM's output (``.loss`` = mean over description tokens when ``labels`` are given).
 
         ``use_cache=False`` matters beyond memory: transformers only detects packed rows from restarting
         ``position_ids`` (and builds the block-diagonal mask) when there is no cache.
         """
-        llm_kwargs = {k: inputs.pop(k) for k in list(inputs) if k not in _MODALITY_KEYS}
-        embeds = self.embed(input_ids, **inputs)
+        embeds = self.embed(input_ids, pixel_values, has_video, audio_values, audio_attention_mask, has_audio)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                         labels=labels, use_cache=False, **llm_kwargs)
 
@@ -249,8 +250,6 @@ class AffectGPT(nn.Module):
                 counts.append(f"{name} {total / 1e6:.2f}M ({trainable / 1e6:.2f}M trainable)")
         return ", ".join(counts)
 
-
-_MODALITY_KEYS = ("pixel_values", "has_video", "audio_values", "audio_attention_mask", "has_audio")
 
 
 def add_placeholder_tokens(tokenizer: PreTrainedTokenizerBase, llm: PreTrainedModel) -> None:

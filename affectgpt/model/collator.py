@@ -38,12 +38,12 @@ class VideoInputs:
             clip = np.asarray(s["frames"])
             if clip.ndim != 4 or clip.shape[-1] != 3:
                 raise ValueError(f"{s.get('name', '?')}: frames must be uint8 [T, H, W, 3], got shape {clip.shape}")
+            present.append(len(clip) > 0)
             if len(clip) == 0:
                 # No frames: the model substitutes its learned "missing video" tokens; these pixels are never used.
                 clip = np.zeros((self.num_frames, self.frame_size, self.frame_size, 3), np.uint8)
             elif len(clip) != self.num_frames:
                 raise ValueError(f"{s.get('name', '?')}: {len(clip)} frames, the model expects {self.num_frames}")
-            present.append(len(np.asarray(s["frames"])) > 0)
             frames.extend(clip)
         pixels = self.processor(images=frames, return_tensors="pt", input_data_format="channels_last")
         pixels = pixels["pixel_values"]
