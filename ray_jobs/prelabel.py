@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     for f in outcome.failed[:20]:
         log.warning("failed %s (row %d) at %s: %s", f["name"], f["row"], f["stage"], f["reason"])
     print(f"{args.split}: in {total} = labelled {len(outcome.labelled)} + failed {len(outcome.failed)}; "
-          f"{len(records) - len(todo)} kept from an earlier run; {len(new)} labelled now in {elapsed:.1f} s "
+          f"{len(records) - len(todo)} kept from an earlier run; {len(new)} processed now in {elapsed:.1f} s "
           f"({len(new) / max(elapsed, 1e-9):.2f} clips/s) -> {args.out}")
     if new:
         print("where the time goes (actor busy seconds per clip): " + time_split(new))
@@ -137,7 +137,8 @@ def build_pipeline(ray: Any, todo: list[Record], cfg: PrelabelConfig, root: Path
     gpus = ray.cluster_resources().get("GPU", 0)
 
     def actors(stage: StageConfig, *makers: tuple[Callable[..., Stage], tuple]) -> dict[str, Any]:
-        return {"fn_constructor_args": makers, "batch_size": stage.batch_size, "concurrency": stage.actors,
+        return {"fn_constructor_args": makers, "batch_size": stage.batch_size,
+                "compute": ray.data.ActorPoolStrategy(size=stage.actors),
                 "num_cpus": stage.num_cpus, "batch_format": "numpy",
                 "num_gpus": stage.num_gpus if stage.num_gpus is not None else (1 if gpus else 0)}
 

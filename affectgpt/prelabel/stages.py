@@ -179,10 +179,10 @@ class ChatStage:
     """``merge``: clues + subtitle -> the reasoning description. ``translate``: description -> translation.
     The instruction goes into the user turn: some chat templates (Gemma's) refuse a system role."""
 
-    def __init__(self, name: Literal["merge", "translate"], cfg: StageConfig):
+    def __init__(self, name: Literal["merge", "translate"], cfg: StageConfig, lm: ChatLM | None = None):
         self.name, self.cfg = name, cfg
         self.output = "description" if name == "merge" else "translation"
-        self.lm = ChatLM(cfg.model, cfg.num_cpus)
+        self.lm = lm or ChatLM(cfg.model, cfg.num_cpus)
 
     def process(self, rows: list[Row]) -> None:
         texts = self.lm.generate([self.messages(r) for r in rows], self.cfg.max_new_tokens)
