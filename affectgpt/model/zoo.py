@@ -26,6 +26,7 @@ The dual-tower CLIP checkpoint loads only its vision tower; Whisper checkpoints 
 from __future__ import annotations
 
 import base64
+import functools
 import importlib.util
 import logging
 import shutil
@@ -106,8 +107,12 @@ def build_tokenizer(num_tokens: int = VOCAB_SIZE) -> tf.PreTrainedTokenizerFast:
     return tok
 
 
-def llm_configs(tok: tf.PreTrainedTokenizerFast) -> dict[str, tf.PretrainedConfig]:
+LLM_FAMILIES = ("llama-tiny", "qwen2-tiny", "mistral-tiny", "gemma-tiny", "phi3-tiny")
+
+
+def llm_configs(tok: tf.PreTrainedTokenizerFast) -> dict[str, tf.PreTrainedConfig]:
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    # Tied and untied output heads both occur, so save/load is exercised on both.
     return {
         "llama-tiny": tf.LlamaConfig(**TINY, **ids, tie_word_embeddings=False),
         "qwen2-tiny": tf.Qwen2Config(**TINY, **ids, tie_word_embeddings=True),
@@ -117,7 +122,7 @@ def llm_configs(tok: tf.PreTrainedTokenizerFast) -> dict[str, tf.PretrainedConfi
     }
 
 
-def build_llm(config: tf.PretrainedConfig, tok: tf.PreTrainedTokenizerFast, out: Path) -> None:
+def build_llm(config: tf.PreTrainedConfig, tok: tf.PreTrainedTokenizerFast, out: Path) -> None:
     model = tf.AutoModelForCausalLM.from_config(config)
     model.generation_config = tf.GenerationConfig(
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
@@ -176,19 +181,13 @@ def convert_smollm2(out: Path) -> None:
 
 def entries() -> dict[str, Callable[[Path], None]]:
     """Relative path -> builder. The tokenizer is built once, on first use."""
-    cache: dict[str, tf.PreTrainedTokenizerFast] = {}
-
-    def tokenizer() -> tf.PreTrainedTokenizerFast:
-        if "tok" not in cache:
-            cache["tok"] = build_tokenizer()
-        return cache["tok"]
+    tokenizer = functools.cache(build_tokenizer)
 
     def llm(name: str) -> Callable[[Path], None]:
         return lambda out: build_llm(llm_configs(tokenizer())[name], tokenizer(), out)
 
-    names = ("llama-tiny", "qwen2-tiny", "mistral-tiny", "gemma-tiny", "phi3-tiny")
     return {
-        **{f"llm/{name}": llm(name) for name in names},
+        **{f"llm/{name}": llm(name) for name in LLM_FAMILIES},
         "video/clip-tiny": build_clip,
         "video/siglip-tiny": build_siglip,
         "audio/whisper-tiny": build_whisper,
