@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -52,6 +53,13 @@ STATE_VERSION = 1
 
 def _identity(items: Any) -> Any:
     return items
+
+
+def _ignore_sigterm(worker_id: int) -> None:
+    """Workers outlive a SIGTERM sent to the whole process tree (schedulers do that on preemption): the training
+    process turns it into "checkpoint, then exit", and torch's default would kill the worker first and crash the
+    trainer mid-step. Workers still exit with their parent. (Added by the training engineer.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class ShardLoader:
@@ -126,7 +134,7 @@ class ShardLoader:
         else:
             items = iter(torch.utils.data.DataLoader(
                 stream, batch_size=None, num_workers=self.num_workers, collate_fn=_identity,
-                pin_memory=self.pin_memory,
+                pin_memory=self.pin_memory, worker_init_fn=_ignore_sigterm,
             ))
         for item in items:
             self.position += 1

@@ -50,7 +50,8 @@ def export(checkpoint: Path, out: Path) -> CheckpointInfo:
         raise ValueError(f"{info.path} does not match its recipe: missing {missing[:5]}, unexpected {unexpected[:5]}")
     for name, tensor in state.items():
         if tensor.shape != expected[name].shape:
-            raise ValueError(f"{info.path}: {name} has shape {tuple(tensor.shape)}, the recipe {tuple(expected[name].shape)}")
+            raise ValueError(f"{info.path}: {name} has shape {tuple(tensor.shape)}, "
+                             f"the recipe {tuple(expected[name].shape)}")
     # load_state_dict (rather than passing ``state`` to save_pretrained) keeps tied tensors one tensor.
     model.load_state_dict(state)
     model.save_pretrained(out)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from . import ds_launch as launch
+
+ROOT = launch.ROOT
 
 
 # Small frames keep a training step well under a second on 2 CPU cores; recipe and pack config must agree.
@@ -54,3 +56,13 @@ def train_shards(synth_corpus, tmp_path_factory) -> dict[str, Path]:
     """The synthetic corpus's coarse and fine splits as shard dirs."""
     root = tmp_path_factory.mktemp("shards")
     return {split: pack_split(synth_corpus, split, root / split) for split in ("coarse", "fine")}
+
+
+@pytest.fixture(scope="session")
+def stage1(tiny_recipe, train_shards, tmp_path_factory) -> Path:
+    """One uninterrupted Stage 1 run (2 ZeRO-3 ranks): its checkpoint dir. Tests copy it before changing it."""
+    tmp = tmp_path_factory.mktemp("stage1")
+    ckpt = tmp / "ckpt"
+    rc = launch.run(launch.stage1_cmd(tiny_recipe, train_shards, ckpt), tmp / "log.txt", timeout=300)
+    assert rc == 0, (tmp / "log.txt").read_text()[-4000:]
+    return ckpt

@@ -1,4 +1,5 @@
-"""Start ``deepspeed`` jobs from tests: free ports, own session, and killing every worker by PID."""
+"""Start ``deepspeed`` jobs from tests: free ports, own session, killing every worker by PID, and the short
+training runs the tests share."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+TRAIN = "launcher/train.py"
+STEPS = 12  # Stage 1 steps of the shared run (fixture ``stage1``); checkpoints every 4
 
 
 def free_port() -> int:
@@ -78,3 +81,21 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None, in
             raise AssertionError(f"process exited with {proc.returncode} before the condition held")
         time.sleep(interval)
     raise AssertionError("timed out waiting for the condition")
+
+
+def overrides(recipe: Path, shards: Path, ckpt: Path, *extra: str) -> list[str]:
+    """A short Stage 1/2 run: 2 ranks x micro-batch 1 x 2 accumulation steps = 4 samples per step."""
+    return [f"model.recipe={recipe}", f"data.shards={shards}", f"checkpoint.dir={ckpt}", f"max_steps={STEPS}",
+            "checkpoint.every=4", "log_every=2", "global_batch_size=4", "micro_batch_size=1",
+            "optim.warmup_steps=2", "optim.lr=3e-3", *extra]
+
+
+def stage1_cmd(recipe: Path, shards: dict[str, Path], ckpt: Path, *extra: str, ranks: int = 2) -> list[str]:
+    return deepspeed_cmd(TRAIN, ROOT / "configs" / "stage1.yaml", *overrides(recipe, shards["coarse"], ckpt, *extra),
+                         ranks=ranks)
+
+
+def consolidated(ckpt: Path, step: int = STEPS):
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    return get_fp32_state_dict_from_zero_checkpoint(str(ckpt), tag=f"step_{step:08d}")

@@ -1,6 +1,6 @@
-"""The real pipeline under the real launcher: AffectGPT (qwen2-tiny, tied embeddings) on synthetic shards with
-2 ZeRO-3 ranks. Stage 1 learns, a killed run resumes bit-identically, export round-trips, Stage 2 starts from
-the Stage 1 export, and two launcher invocations acting as two nodes form one job."""
+"""The pipeline under the real launcher: AffectGPT (qwen2-tiny, tied embeddings) on synthetic shards with 2
+ZeRO-3 ranks. Stage 1 learns, a killed run resumes bit-identically, export round-trips, Stage 2 starts from the
+Stage 1 export, and two launcher invocations acting as two nodes form one job."""
 
 from __future__ import annotations
 
@@ -12,38 +12,9 @@ import pytest
 import torch
 
 from . import ds_launch as launch
+from .ds_launch import ROOT, STEPS, TRAIN, consolidated, overrides, stage1_cmd
 
 pytestmark = pytest.mark.integration
-
-TRAIN = "launcher/train.py"
-STEPS = 12
-
-
-def overrides(recipe, shards, ckpt, *extra):
-    return [f"model.recipe={recipe}", f"data.shards={shards}", f"checkpoint.dir={ckpt}", f"max_steps={STEPS}",
-            "checkpoint.every=4", "log_every=2", "global_batch_size=4", "micro_batch_size=1",
-            "optim.warmup_steps=2", "optim.lr=3e-3", *extra]
-
-
-def stage1_cmd(tiny_recipe, train_shards, ckpt):
-    return launch.deepspeed_cmd(TRAIN, launch.ROOT / "configs" / "stage1.yaml",
-                                *overrides(tiny_recipe, train_shards["coarse"], ckpt))
-
-
-def consolidated(ckpt, step=STEPS):
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-    return get_fp32_state_dict_from_zero_checkpoint(str(ckpt), tag=f"step_{step:08d}")
-
-
-@pytest.fixture(scope="module")
-def stage1(tiny_recipe, train_shards, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stage1")
-    ckpt = tmp / "ckpt"
-    rc = launch.run(stage1_cmd(tiny_recipe, train_shards, ckpt), tmp / "log.txt", timeout=300)
-    assert rc == 0, (tmp / "log.txt").read_text()[-4000:]
-    return ckpt
-
 
 @pytest.fixture(scope="module")
 def exported(stage1, tmp_path_factory):
@@ -97,7 +68,7 @@ def test_stage2_initialises_from_the_stage1_export(exported, adapter):
     from affectgpt.train.config import TrainConfig
     from affectgpt.train.ds_config import fill, load_template, template_path
 
-    cfg = load_config(TrainConfig, launch.ROOT / "configs" / "stage2.yaml",
+    cfg = load_config(TrainConfig, ROOT / "configs" / "stage2.yaml",
                       [f"init.from_model={exported}", f"init.adapter={adapter}", "dist.strategy=ddp"])
     job = AffectGPTJob(cfg)
     ds_config = fill(load_template(template_path(cfg)), cfg, world_size=1, bf16=False, hidden_size=job.hidden_size)
@@ -110,11 +81,11 @@ def test_stage2_initialises_from_the_stage1_export(exported, adapter):
 
 def test_stage2_runs_from_the_export(exported, tiny_recipe, train_shards, tmp_path):
     ckpt = tmp_path / "ckpt"
-    cmd = launch.deepspeed_cmd(TRAIN, launch.ROOT / "configs" / "stage2.yaml",
+    cmd = launch.deepspeed_cmd(TRAIN, ROOT / "configs" / "stage2.yaml",
                                *overrides(tiny_recipe, train_shards["fine"], ckpt, f"init.from_model={exported}",
-                                          "max_steps=2", "checkpoint.every=2"))
+                                          "max_steps=1", "checkpoint.every=1"))
     assert launch.run(cmd, tmp_path / "log.txt", timeout=300) == 0, (tmp_path / "log.txt").read_text()[-4000:]
-    manifest = json.loads((ckpt / "step_00000002" / "manifest.json").read_text())
+    manifest = json.loads((ckpt / "step_00000001" / "manifest.json").read_text())
     assert manifest["model_config"]["llm"] == str(exported / "llm")
 
 
@@ -125,8 +96,8 @@ def test_two_node_simulation(tiny_recipe, train_shards, tmp_path):
     procs = []
     for node in (0, 1):
         cmd = launch.deepspeed_cmd(
-            TRAIN, launch.ROOT / "configs" / "stage1.yaml",
-            *overrides(tiny_recipe, train_shards["coarse"], ckpt, "max_steps=2", "checkpoint.every=2"),
+            TRAIN, ROOT / "configs" / "stage1.yaml",
+            *overrides(tiny_recipe, train_shards["coarse"], ckpt, "max_steps=1", "checkpoint.every=1"),
             ranks=1, port=port,
             launcher_args=("--hostfile", str(hostfile), "--num_nodes", "2", "--no_ssh", "--node_rank", str(node),
                            "--master_addr", "127.0.0.1"),
@@ -139,5 +110,5 @@ def test_two_node_simulation(tiny_recipe, train_shards, tmp_path):
             launch.kill_tree(p, signal.SIGKILL)
         raise
     assert codes == [0, 0], (tmp_path / "node0.txt").read_text()[-3000:] + (tmp_path / "node1.txt").read_text()[-3000:]
-    manifest = json.loads((ckpt / "step_00000002" / "manifest.json").read_text())
+    manifest = json.loads((ckpt / "step_00000001" / "manifest.json").read_text())
     assert manifest["world_size"] == 2

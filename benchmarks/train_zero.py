@@ -1,0 +1,290 @@
+"""ZeRO-3 vs ZeRO-2 vs DDP at 2 ranks on one model and one batch: step time, samples/s, peak memory and
+model-state memory per rank, MFU over the matmul peak measured in this script; ratios printed against DDP.
+
+  python benchmarks/train_zero.py [--recipe configs/models/smollm2-135m.yaml] [--zoo models] [--steps 4]
+  python benchmarks/train_zero.py --startup      # also: DeepSpeed start-up with and without the shm op build
+
+The driver measures the fp32 (CPU) / bf16 (GPU) matmul peak of the whole machine, then launches
+``deepspeed --num_gpus 2`` once per strategy in worker mode. Workers build AffectGPT exactly as training does
+(``AffectGPTJob``), train on one fixed synthetic batch (no data loading in the timings), and write per-rank
+JSON. Model-state memory = bytes of every distinct tensor storage held by parameters, gradients and the
+optimizer (ZeRO partitions and flat buffers included), measured after a backward, when gradients exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("benchmarks.train_zero")
+STRATEGIES = ("zero3", "zero2", "ddp")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", type=Path, default=ROOT / "configs" / "models" / "smollm2-135m.yaml")
+    p.add_argument("--zoo", type=Path, default=ROOT / "models", help="where the recipe's models/... paths live")
+    p.add_argument("--steps", type=int, default=4, help="timed steps per strategy (after 2 warm-up steps)")
+    p.add_argument("--micro", type=int, default=2, help="samples per rank per step")
+    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    p.add_argument("--startup", action="store_true", help="also time DeepSpeed start-up with/without the shm op")
+    p.add_argument("--worker", choices=STRATEGIES, help=argparse.SUPPRESS)
+    p.add_argument("--worker-startup", choices=["skip", "build"], help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if args.worker_startup:
+        return startup_worker(args)
+    if args.worker:
+        return worker(args)
+    return driver(args)
+
+
+# ---------------------------------------------------------------- driver
+
+def driver(args: argparse.Namespace) -> int:
+    import torch
+
+    from affectgpt.train.flops import matmul_peak_flops
+
+    recipe = resolve_recipe(args.recipe, args.zoo)
+    gpu = torch.cuda.is_available()
+    dtype = torch.bfloat16 if gpu else torch.float32
+    if not gpu:
+        torch.set_num_threads(os.cpu_count() or 1)
+    peak = matmul_peak_flops("cuda" if gpu else "cpu", dtype) * (torch.cuda.device_count() if gpu else 1)
+    log.info("machine matmul peak (%s, %s): %.1f GFLOP/s", "all GPUs" if gpu else f"{os.cpu_count()} CPU threads",
+             str(dtype).removeprefix("torch."), peak / 1e9)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for strategy in args.strategies:
+            out = Path(tmp) / strategy
+            out.mkdir()
+            cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
+                   __file__, "--worker", strategy, "--recipe", str(recipe), "--steps", str(args.steps),
+                   "--micro", str(args.micro), "--out", str(out)]
+            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // 2))}
+            log.info("%s: %s", strategy, " ".join(cmd))
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                log.error("%s failed:\n%s", strategy, (proc.stdout + proc.stderr)[-4000:])
+                return 1
+            results[strategy] = [json.loads(f.read_text()) for f in sorted(out.glob("rank*.json"))]
+    report(results, peak)
+    if args.startup:
+        startup(args)
+    return 0
+
+
+def report(results: dict[str, list[dict]], peak: float) -> None:
+    rows = {}
+    for strategy, ranks in results.items():
+        step = max(r["step_time_s"] for r in ranks)
+        rows[strategy] = {
+            "step_s": step,
+            "samples_s": sum(r["samples"] for r in ranks) / step,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks),
+            "model_state_mb": max(r["model_state_mb"] for r in ranks),
+            "mfu": sum(r["flops_per_step"] for r in ranks) / step / peak,
+        }
+    print(f"\n{'strategy':8} {'step s':>8} {'samples/s':>10} {'peak RSS MB/rank':>17} "
+          f"{'model states MB/rank':>21} {'MFU':>7}")
+    for s, r in rows.items():
+        print(f"{s:8} {r['step_s']:8.3f} {r['samples_s']:10.2f} {r['peak_rss_mb']:17.0f} "
+              f"{r['model_state_mb']:21.1f} {r['mfu']:7.2%}")
+    if "ddp" in rows:
+        base = rows["ddp"]
+        print("\nratios vs DDP (ZeRO / DDP):")
+        for s, r in rows.items():
+            if s != "ddp":
+                print(f"  {s}: step time {r['step_s'] / base['step_s']:.2f}x, "
+                      f"samples/s {r['samples_s'] / base['samples_s']:.2f}x, "
+                      f"peak RSS {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x, "
+                      f"model states {r['model_state_mb'] / base['model_state_mb']:.2f}x")
+    print(json.dumps(rows, indent=1))
+
+
+def startup(args: argparse.Namespace) -> None:
+    """Seconds from launch to an initialised process group on a fresh TORCH_EXTENSIONS_DIR."""
+    for mode in ("skip", "build"):
+        with tempfile.TemporaryDirectory() as ext:
+            cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
+                   __file__, "--worker-startup", mode]
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "TORCH_EXTENSIONS_DIR": ext},
+                                  capture_output=True, text=True)
+            took = time.perf_counter() - start
+            print(f"start-up with shm op {'skipped' if mode == 'skip' else 'built'} (fresh extensions dir): "
+                  f"{took:.1f} s (exit {proc.returncode})")
+
+
+def startup_worker(args: argparse.Namespace) -> int:
+    import deepspeed
+
+    if args.worker_startup == "skip":
+        from affectgpt.train.session import _skip_unused_cpu_comm_build
+
+        _skip_unused_cpu_comm_build("cpu")
+    deepspeed.init_distributed()
+    return 0
+
+
+def resolve_recipe(recipe: Path, zoo: Path) -> Path:
+    """The recipe with its ``models/...`` paths under ``zoo``, building missing zoo entries."""
+    import yaml
+
+    from affectgpt.model.zoo import build_zoo
+
+    data = yaml.safe_load(recipe.read_text())
+    entries = [data["llm"]] + [data[m]["encoder"] for m in ("video", "audio") if data.get(m)]
+    entries = [e.removeprefix("models/") for e in entries]
+    build_zoo(zoo, only=entries, seed=0)
+    data["llm"] = str(zoo / entries[0])
+    for m, entry in zip([m for m in ("video", "audio") if data.get(m)], entries[1:], strict=True):
+        data[m]["encoder"] = str(zoo / entry)
+    out = Path(tempfile.mkdtemp()) / recipe.name
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- worker
+
+def worker(args: argparse.Namespace) -> int:
+    import deepspeed
+    import deepspeed.comm as dist
+    import torch
+    from deepspeed.accelerator import get_accelerator
+
+    from affectgpt.config import load_config
+    from affectgpt.train.components import AffectGPTJob
+    from affectgpt.train.config import TrainConfig
+    from affectgpt.train.ds_config import fill, load_template, template_path
+    from affectgpt.train.flops import count_flops
+    from affectgpt.train.session import _skip_unused_cpu_comm_build
+
+    _skip_unused_cpu_comm_build(get_accelerator().device_name())
+    deepspeed.init_distributed()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    gpu = get_accelerator().device_name() != "cpu"
+    cfg = load_config(TrainConfig, ROOT / "configs" / "stage1.yaml", [
+        f"model.recipe={args.recipe}", f"dist.strategy={args.worker}", f"micro_batch_size={args.micro}",
+        f"global_batch_size={args.micro * world}", "optim.lr=1e-5",
+    ])
+    job = AffectGPTJob(cfg)
+    ds_config = fill(load_template(template_path(cfg)), cfg, world_size=world, bf16=gpu, hidden_size=job.hidden_size)
+    torch.manual_seed(0)
+    model = job.build_model(ds_config)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+    batch = {k: v.to(engine.device) for k, v in model.collator(train=True)(samples(model.config, args.micro)).items()}
+
+    def step() -> None:
+        engine.backward(engine(**batch).loss)
+
+    warmup, times, state_bytes = 2, [], 0
+    for i in range(warmup + args.steps):
+        sync(gpu)
+        start = time.perf_counter()
+        step()
+        if i == 1:  # optimizer state exists (after step 0) and gradients exist (after this backward)
+            state_bytes = model_state_bytes(engine)
+        engine.step()
+        sync(gpu)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    _, flops = count_flops(step)
+    engine.step()
+    result = {
+        "rank": rank, "strategy": args.worker, "step_time_s": sum(times) / len(times), "samples": args.micro,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "model_state_mb": state_bytes / 2**20, "flops_per_step": flops,
+        "params": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()),
+        "tokens": int(batch["attention_mask"].sum()),
+    }
+    (args.out / f"rank{rank}.json").write_text(json.dumps(result))
+    return 0
+
+
+def samples(model_cfg, n: int) -> list[dict]:
+    """Synthetic samples in the shape of docs/CONTRACTS.md (fixed content: every step sees the same batch)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    size, frames, rate = model_cfg.frame_size, model_cfg.num_frames, model_cfg.sample_rate
+    seconds = min(3.0, model_cfg.max_audio_seconds)
+    t = np.arange(int(seconds * rate)) / rate
+    return [{
+        "name": f"bench_{i}", "frames": rng.integers(0, 255, (frames, size, size, 3), dtype=np.uint8),
+        "audio": (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), "has_audio": True,
+        "subtitle": "I really did not expect to see you here today, it is such a surprise.",
+        "description": "The person raises their eyebrows and speaks quickly with a rising pitch; the words "
+                       "express astonishment, so the emotional state is surprise, with some happiness.",
+        "labels": ["surprise", "happiness"], "split": "bench",
+    } for i in range(n)]
+
+
+def model_state_bytes(engine) -> int:
+    """Distinct tensor storage held by parameters (their ZeRO-3 partitions), gradients and the optimizer."""
+    import torch
+
+    tensors = []
+    for p in engine.module.parameters():
+        tensors.append(p.ds_tensor if hasattr(p, "ds_tensor") else p.data)
+        if p.grad is not None:
+            tensors.append(p.grad)
+    seen: set[int] = set()
+
+    def walk(obj, depth: int) -> None:
+        if torch.is_tensor(obj):
+            tensors.append(obj)
+            return
+        if depth > 8 or id(obj) in seen or isinstance(obj, torch.nn.Module):
+            return
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                walk(key, depth + 1)
+                walk(value, depth + 1)
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            for item in obj:
+                walk(item, depth + 1)
+        elif type(obj).__module__.startswith(("deepspeed", "torch.optim")):
+            for value in vars(obj).values():
+                walk(value, depth + 1)
+
+    walk(engine.optimizer, 0)
+    storages = {}
+    for t in tensors:
+        storage = t.untyped_storage()
+        if storage.data_ptr():
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+def sync(gpu: bool) -> None:
+    if gpu:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
