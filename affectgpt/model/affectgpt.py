@@ -237,8 +237,9 @@ class AffectGPT(nn.Module):
         ids.update(configured if isinstance(configured, list) else [configured])
         return sorted(i for i in ids if i is not None)
 
-    def gradient_checkpointing_enable(self) -> None:
-        self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    def activation_checkpointing_enable(self, every_n_layers: int = 1) -> None:
+        """Recompute LLM layer activations in the backward pass (memory for time; long prompts, 7B models)."""
+        self.llm.activation_checkpointing_enable({"use_reentrant": False}, every_n_layers=every_n_layers)
 
     def parameter_summary(self) -> str:
         parts = {"llm": self.llm, "video": self.video, "audio": self.audio, "pre_fusion": self.pre_fusion}

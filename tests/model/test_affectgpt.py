@@ -206,3 +206,17 @@ def test_bfloat16_model_takes_float32_batches(make_config, samples):
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     out = model(**model.collator()(samples(2)))
     assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(make_config, samples):
+    model = build(make_config()).train()
+    batch = model.collator()(samples(2))
+    model(**batch).loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    model.activation_checkpointing_enable()
+    assert model.llm.is_activation_checkpointing
+    model(**batch).loss.backward()
+    for name, p in model.named_parameters():
+        if name in grads:
+            torch.testing.assert_close(p.grad, grads[name], msg=name)
