@@ -52,3 +52,27 @@ mlflow-ui: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .cache work .pytest_cache
+
+# EMER-Coarse pre-labelling (README, "Pre-labelling"): label the first PRELABEL_CLIPS rows of the demo's corpus
+# (or of a small synthetic one) with the Ray job, pack its coarse.csv into shards with the unchanged pack job,
+# verify them, and stop the head whatever happens. The prelabel job exits 3 when some clips failed (listed in
+# failed.csv): that is a result, not an error, so only a missing coarse.csv stops the demo.
+PRELABEL_OUT ?= work/demo-prelabel
+PRELABEL_CLIPS ?= 12
+.PHONY: demo-prelabel
+demo-prelabel: $(STAMP)
+	set -eu; out=$(abspath $(PRELABEL_OUT)); corpus=$(abspath $(DEMO))/corpus; \
+	if [ ! -f $$corpus/coarse.csv ]; then corpus=$$out/corpus; \
+	  [ -f $$corpus/coarse.csv ] || $(BIN)/affectgpt synth --out $$corpus --num 40 --workers 2; fi; \
+	$(BIN)/affectgpt zoo build --out models --only llm/llama-tiny video/clip-tiny audio/whisper-tiny llm/smollm2-135m; \
+	$(BIN)/affectgpt ray up --dir $$out/ray --num-cpus 2 --dashboard-port 0; \
+	trap '$(BIN)/affectgpt ray down --dir '$$out'/ray' EXIT; \
+	address=$$($(BIN)/python -c "import json,sys; print(json.load(open(sys.argv[1]))['dashboard_url'])" $$out/ray/head.json); \
+	rm -f $$out/coarse/coarse.csv; \
+	$(BIN)/ray job submit --address $$address --working-dir . -- python -m ray_jobs.prelabel --corpus $$corpus \
+	  --out $$out/coarse --root $(CURDIR) --config configs/prelabel-tiny.yaml --limit $(PRELABEL_CLIPS) || true; \
+	test -f $$out/coarse/coarse.csv || { echo "prelabel job did not finish"; exit 1; }; \
+	$(BIN)/ray job submit --address $$address --working-dir . -- python -m ray_jobs.pack --corpus $$out/coarse \
+	  --split coarse --out $$out/shards --samples-per-shard 4; \
+	$(BIN)/affectgpt shards verify $$out/shards; \
+	echo "labelled: $$out/coarse/coarse.csv  failed: $$out/coarse/failed.csv  shards: $$out/shards"

@@ -116,3 +116,15 @@ def test_outputs_are_in_csv_order_without_gaps_and_link_the_videos(tmp_path):
     assert labels == [{"name": "clip0", "labels": ["sad", "angry"]}, {"name": "clip2", "labels": ["sad", "angry"]}]
     with pytest.raises(StoreError, match="1 samples have no result"):
         write_outputs(out, corpus, records(4), [], store.load(), translate=False)
+
+
+def test_shipped_configs_load_and_translation_reads_the_description():
+    for name in ("prelabel.yaml", "prelabel-tiny.yaml"):
+        cfg = load_config(PrelabelConfig, ROOT / "configs" / name)
+        assert cfg.translate.model is None and cfg.decode.num_frames == 8
+    row = new_row(records(1)[0])
+    row["description"] = "She frowns."
+    translate = ChatStage("translate", StageConfig(model=Path("unused"), instruction="Into Chinese:"), lm=FakeLM())
+    assert translate.messages(row) == [{"role": "user", "content": "Into Chinese:\n\nShe frowns."}]
+    apply(translate, [row])
+    assert row["translation"].endswith("anxious.") and row["description"] == "She frowns."
