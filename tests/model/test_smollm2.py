@@ -39,7 +39,7 @@ def test_placeholders_grow_the_tied_embedding(model):
 
 def test_trains_and_generates(model, samples):
     batch = samples(2)
-    out = model.train()(**model.collator()(batch))
+    out = model.train()(**model.collator()(batch[:1]))
     assert 0 < out.loss.item() < 20
     out.loss.backward()
     assert model.pre_fusion.queries.grad.abs().sum() > 0
