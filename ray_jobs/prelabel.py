@@ -19,7 +19,8 @@ the cluster has GPUs). Label extraction runs in the merger's actors: it takes mi
 otherwise hold its own CPU slot.
 
 Resume: finished samples are persisted a batch at a time (complete-or-absent part files); a killed job
-resubmitted with the same config, corpus and split skips them, and coarse.csv has every sample once.
+resubmitted with the same config, corpus and split skips them, and coarse.csv has every sample once. Failed
+samples count as finished (their failure is the result) unless ``--retry-failed`` is given.
 
 Failures are per sample (bad media, an empty generation, a description naming no emotion, a model error on
 one clip) and never stop the job; the summary prints ``in = labelled + failed``.
@@ -55,7 +56,7 @@ from affectgpt.prelabel.stages import (
     blank_media,
     new_row,
 )
-from affectgpt.prelabel.store import FAILED_FILE, SampleStore, StoreError, write_outputs
+from affectgpt.prelabel.store import FAILED_FILE, SampleStore, StoreError, pending, write_outputs
 
 log = logging.getLogger("ray_jobs.prelabel")
 
@@ -75,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--root", type=Path, default=Path.cwd(),
                    help="absolute dir that relative model paths are resolved against (default: cwd)")
     p.add_argument("--limit", type=int, default=None, help="label only the first N rows of the CSV")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="redo the clips an earlier run recorded as failed (default: keep their failure)")
     return p.parse_args(argv)
 
 
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     store = SampleStore(args.out, {"config": to_dict(cfg), "corpus": str(args.corpus), "split": args.split})
     done = store.load()
-    todo = [r for r in records if r.name not in done]
+    todo = pending(records, done, args.retry_failed)
     log.info("%s: %d rows (%d bad in the CSV, %d finished earlier) -> %d to label into %s", csv_path,
              len(records) + len(problems), len(problems), len(records) - len(todo), len(todo), args.out)
 

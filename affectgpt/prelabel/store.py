@@ -12,8 +12,8 @@ OUT/
 
 Samples are persisted as they finish, a batch per part file: written under a temporary name, fsync'd, then
 renamed, so a part is complete or absent, and a killed run loses at most the batches in flight. A re-run
-reads every part, skips the samples it finds (labelled or failed) and writes the outputs from all parts; a
-name found twice (only possible if two runs shared OUT at once) keeps its latest record.
+reads every part, skips the samples it finds (labelled or failed; failed ones are redone on request) and
+writes the outputs from all parts; a name found twice (a retried failure) keeps its latest record.
 """
 
 from __future__ import annotations
@@ -79,6 +79,11 @@ class SampleStore:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(self.parts)
+
+
+def pending(records: list[Record], done: dict[str, dict[str, Any]], retry_failed: bool = False) -> list[Record]:
+    """The records still to label: not finished, or (``retry_failed``) finished as failed."""
+    return [r for r in records if r.name not in done or (retry_failed and done[r.name]["error"])]
 
 
 @dataclass(frozen=True)

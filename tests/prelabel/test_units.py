@@ -11,7 +11,7 @@ from affectgpt.config import ConfigError, load_config
 from affectgpt.corpus import Record, RowProblem
 from affectgpt.prelabel.config import MERGE_INSTRUCTION, PrelabelConfig, StageConfig
 from affectgpt.prelabel.stages import ChatStage, LabelStage, apply, new_row
-from affectgpt.prelabel.store import SampleStore, StoreError, write_outputs
+from affectgpt.prelabel.store import SampleStore, StoreError, pending, write_outputs
 from tests.prelabel.conftest import ROOT, read_csv
 
 
@@ -93,6 +93,10 @@ def test_store_persists_whole_parts_and_resumes_only_with_the_same_settings(tmp_
     (store.parts / "part-9-000000.tmp").write_text('{"name": "clip3"')  # a writer killed mid-part
     again = SampleStore(out, {"config": {"a": 1}, "corpus": "/c"})
     assert sorted(again.load()) == ["clip0", "clip1", "clip2"]
+    assert [r.name for r in pending(recs, again.load())] == ["clip3"]
+    assert [r.name for r in pending(recs, again.load(), retry_failed=True)] == ["clip2", "clip3"]
+    again.append([finished(recs[2])])  # a retry that succeeds replaces the failure
+    assert not again.load()["clip2"]["error"]
     assert not list(again.parts.glob("*.tmp"))
     with pytest.raises(StoreError, match=r"config\.a differ"):
         SampleStore(out, {"config": {"a": 2}, "corpus": "/c"})
