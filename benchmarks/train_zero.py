@@ -63,9 +63,11 @@ def driver(args: argparse.Namespace) -> int:
     dtype = torch.bfloat16 if gpu else torch.float32
     if not gpu:
         torch.set_num_threads(os.cpu_count() or 1)
-    peak = matmul_peak_flops("cuda" if gpu else "cpu", dtype) * (torch.cuda.device_count() if gpu else 1)
-    log.info("machine matmul peak (%s, %s): %.1f GFLOP/s", "all GPUs" if gpu else f"{os.cpu_count()} CPU threads",
-             str(dtype).removeprefix("torch."), peak / 1e9)
+    def measure_peak() -> float:
+        return matmul_peak_flops("cuda" if gpu else "cpu", dtype, min_seconds=2.0) * (
+            torch.cuda.device_count() if gpu else 1)
+
+    peaks = [measure_peak()]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for strategy in args.strategies:
@@ -81,6 +83,12 @@ def driver(args: argparse.Namespace) -> int:
                 log.error("%s failed:\n%s", strategy, (proc.stdout + proc.stderr)[-4000:])
                 return 1
             results[strategy] = [json.loads(f.read_text()) for f in sorted(out.glob("rank*.json"))]
+    # On shared cores other jobs depress any one measurement: the best of before and after is the peak.
+    peaks.append(measure_peak())
+    peak = max(peaks)
+    print(f"machine matmul peak ({'all GPUs' if gpu else f'{os.cpu_count()} CPU threads'}, "
+          f"{str(dtype).removeprefix('torch.')}): {peak / 1e9:.1f} GFLOP/s (before {peaks[0] / 1e9:.1f}, "
+          f"after {peaks[1] / 1e9:.1f})")
     report(results, peak)
     if args.startup:
         startup(args)

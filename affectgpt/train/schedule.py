@@ -24,6 +24,11 @@ class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
         self.warmup_steps, self.max_steps, self.min_lr_ratio = warmup_steps, max_steps, min_lr_ratio
         super().__init__(optimizer)
 
+    def state_dict(self) -> dict:
+        # The position is state; the shape of the schedule is config: a resumed run with a longer max_steps
+        # follows the new schedule instead of the one frozen into the checkpoint.
+        return {k: v for k, v in super().state_dict().items() if k not in ("warmup_steps", "max_steps", "min_lr_ratio")}
+
     def get_lr(self) -> list[float]:
         factor = lr_factor(self.last_epoch, self.warmup_steps, self.max_steps, self.min_lr_ratio)
         return [base * factor for base in self.base_lrs]

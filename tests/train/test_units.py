@@ -82,6 +82,10 @@ def test_scheduler_state_round_trips():
     opt.step()
     sched.step()
     assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    # The schedule's shape comes from the config, not the checkpoint: a longer run follows its new schedule.
+    longer = WarmupCosine(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 3, 40, 0.0)
+    longer.load_state_dict(sched.state_dict())
+    assert longer.max_steps == 40 and longer.last_epoch == sched.last_epoch
 
 
 def test_rng_capture_restore_is_exact_and_json_safe():
