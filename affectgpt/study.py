@@ -26,9 +26,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import launcher
 from affectgpt.tracking import Tracker, TrackingConfig
 
 log = logging.getLogger(__name__)
+TRAIN_SCRIPT = Path(launcher.__file__).parent / "train.py"
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class Study:
                     "--master_port", str(_free_port()), *self.cfg.launch.extra]
         args = [f"data.shards={shards}", f"checkpoint.dir={ckpt}", "checkpoint.resume=auto", f"tags.stage={stage}",
                 f"run_name={overrides_tag(overrides, 'cell')} stage {stage}", *overrides]
-        self._step(f"stage {stage} training", [*launcher, "launcher/train.py", "--config", str(config), *args])
+        self._step(f"stage {stage} training", [*launcher, str(TRAIN_SCRIPT), "--config", str(config), *args])
         self._step(f"stage {stage} export", [str(self.bin / "affectgpt"), "export", str(ckpt), "--out", str(model)])
         return model
 
