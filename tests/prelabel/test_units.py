@@ -132,3 +132,25 @@ def test_shipped_configs_load_and_translation_reads_the_description():
     assert translate.messages(row) == [{"role": "user", "content": "Into Chinese:\n\nShe frowns."}]
     apply(translate, [row])
     assert row["translation"].endswith("anxious.") and row["description"] == "She frowns."
+
+
+def test_describers_prompt_one_modality_and_check_the_decode_settings(describer):
+    import numpy as np
+
+    from affectgpt.prelabel.config import DecodeConfig
+    from affectgpt.prelabel.stages import NO_AUDIO, Describer
+
+    decode = DecodeConfig(max_audio_seconds=4.0)
+    acoustic = Describer("acoustic", StageConfig(model=describer, instruction="Voice?", max_new_tokens=4), decode,
+                         ROOT)
+    rows = [new_row(r) for r in records(2)]
+    for row, seconds in zip(rows, (1.0, 0.0), strict=True):
+        row.update(frames=np.zeros((8, 224, 224, 3), np.uint8), has_audio=seconds > 0,
+                   audio=np.full(int(16000 * seconds), 0.1, np.float32))
+    assert acoustic.sample(rows[0])["frames"].shape == (0, 224, 224, 3)  # video passed as missing
+    apply(acoustic, rows)
+    assert rows[0]["acoustic"] and rows[0]["acoustic"] != NO_AUDIO and not rows[0]["error"]
+    assert rows[1]["acoustic"] == NO_AUDIO
+    with pytest.raises(ValueError, match="num_frames"):
+        Describer("visual", StageConfig(model=describer, instruction="Face?"), DecodeConfig(num_frames=4,
+                  max_audio_seconds=4.0), ROOT)
