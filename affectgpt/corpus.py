@@ -3,7 +3,8 @@
 Two CSV layouts are understood:
 
 * the project's corpus layout (what ``affectgpt synth`` writes, and what a prepared MER2024 release looks
-  like): ``name,subtitle,description,labels`` with ``labels`` comma-separated and possibly empty;
+  like): ``name,subtitle,description,labels`` with ``labels`` comma-separated and possibly empty; an
+  unlabelled collection (input to pre-labelling) may have only ``name,subtitle``;
 * the EMER-Fine release ``name,chinese,english`` (final-EMER-reason.csv): ``english`` is the description;
   subtitle and labels are not given and stay empty.
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 CORPUS_COLUMNS = ("name", "subtitle", "description", "labels")
+REQUIRED_COLUMNS = ("name", "subtitle")  # an unlabelled collection (pre-labelling input) has no targets yet
 EMER_FINE_COLUMNS = ("name", "chinese", "english")
 
 
@@ -93,8 +95,8 @@ def scan_csv(path: str | Path, corpus: str | Path | None = None) -> tuple[list[R
             record = Record(
                 name,
                 cells[col["subtitle"]].strip(),
-                cells[col["description"]].strip(),
-                parse_labels(cells[col["labels"]]),
+                cells[col["description"]].strip() if "description" in col else "",
+                parse_labels(cells[col["labels"]]) if "labels" in col else [],
                 row=line,
             )
         if corpus is not None:
@@ -135,11 +137,11 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 
 def _layout(path: Path, header: list[str]) -> str:
-    if all(c in header for c in CORPUS_COLUMNS):
+    if all(c in header for c in REQUIRED_COLUMNS):
         return "corpus"
     if all(c in header for c in EMER_FINE_COLUMNS):
         return "emer-fine"
-    missing = [c for c in CORPUS_COLUMNS if c not in header]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
     raise CorpusError(
         f"{path}, row 1: header {header} lacks column(s) {missing}; expected "
         f"{','.join(CORPUS_COLUMNS)} or the EMER-Fine layout {','.join(EMER_FINE_COLUMNS)}"

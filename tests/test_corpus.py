@@ -25,9 +25,14 @@ def test_reads_a_corpus_with_videos(synth_corpus):
 
 
 def test_missing_column_names_file_and_row(tmp_path):
-    path = write(tmp_path / "bad.csv", "name,subtitle,description\nsample_1,hi,there\n")
-    with pytest.raises(CorpusError, match=r"bad\.csv, row 1: .*lacks column\(s\) \['labels'\]"):
+    path = write(tmp_path / "bad.csv", "name,description,labels\nsample_1,hi,happy\n")
+    with pytest.raises(CorpusError, match=r"bad\.csv, row 1: .*lacks column\(s\) \['subtitle'\]"):
         read_csv(path)
+
+
+def test_unlabelled_collection_has_empty_targets(tmp_path):
+    (record,) = read_csv(write(tmp_path / "raw.csv", "name,subtitle\nclip_1,Where were you?\n"))
+    assert (record.name, record.subtitle, record.description, record.labels) == ("clip_1", "Where were you?", "", [])
 
 
 def test_short_row_and_empty_cells_are_reported_per_row(tmp_path):
