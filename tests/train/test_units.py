@@ -150,3 +150,19 @@ def test_universal_command_is_exact(tmp_path):
     cmd = ck.universal_command(info)
     assert cmd.startswith(f"python -m deepspeed.checkpoint.ds_to_universal --input_folder {info.path} ")
     assert cmd.endswith(f"mv {info.path}_universal.partial {info.path}_universal")
+
+
+def test_tracking_hook_reopens_the_same_mlflow_run(tiny_recipe, tmp_path):
+    from affectgpt.train.components import AffectGPTJob
+
+    c = cfg(f"model.recipe={tiny_recipe}", f"checkpoint.dir={tmp_path / 'ckpt'}", "tracking.enabled=true",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "tags.stage=1")
+    job = AffectGPTJob(c)
+    first = job.metrics(None, {"world_size": 2})
+    first.log(1, {"train/loss": 2.0})
+    first.close("KILLED")
+    again = job.metrics(first.run_id, {"world_size": 2})
+    assert again.run_id == first.run_id
+    again.log(2, {"train/loss": 1.5})
+    again.close()
+    assert AffectGPTJob(cfg(f"model.recipe={tiny_recipe}")).metrics(None, {}) is None
