@@ -171,6 +171,7 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
     window = _Window()
     with PreemptionFlag() as preemption:
         while progress.step < cfg.max_steps:
+            lr = engine.get_lr()[0]  # the rate this step's update uses (the scheduler moves on at its end)
             loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)
             tokens = 0.0
             for _ in range(gas):
@@ -204,7 +205,7 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                 step_flops = progress.flops_per_micro_batch * gas * manager.world_size
                 values = {
                     "train/loss": float(totals[0].item()) / manager.world_size,
-                    "train/lr": engine.get_lr()[0],
+                    "train/lr": lr,
                     "train/step_time_s": seconds / window.steps,
                     "train/samples_per_s": cfg.global_batch_size * window.steps / seconds,
                     "train/mfu": step_flops * window.steps / seconds / peak_flops,
