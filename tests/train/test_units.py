@@ -166,3 +166,19 @@ def test_tracking_hook_reopens_the_same_mlflow_run(tiny_recipe, tmp_path):
     again.log(2, {"train/loss": 1.5})
     again.close()
     assert AffectGPTJob(cfg(f"model.recipe={tiny_recipe}")).metrics(None, {}) is None
+
+
+def test_resume_decision(tmp_path):
+    from affectgpt.train.session import _resume_decision
+
+    root = tmp_path / "ckpt"
+    fake_checkpoint(root, 10, world=2)
+    with pytest.raises(ck.CheckpointError, match="already holds checkpoints and checkpoint.resume=never"):
+        _resume_decision(cfg(f"checkpoint.dir={root}", "checkpoint.resume=never"), 2)
+    info, universal = _resume_decision(cfg(f"checkpoint.dir={root}"), 2)
+    assert info.step == 10 and not universal
+    with pytest.raises(ck.CheckpointError, match="(?s)this job has 2 ranks with zero2.*ds_to_universal"):
+        _resume_decision(cfg(f"checkpoint.dir={root}", "dist.strategy=zero2"), 2)
+    (root / "step_00000010_universal").mkdir()
+    assert _resume_decision(cfg(f"checkpoint.dir={root}"), 4)[1] is True
+    assert _resume_decision(cfg(f"checkpoint.dir={tmp_path / 'fresh'}"), 2) == (None, False)
