@@ -62,8 +62,9 @@ class LaunchSection:
 
 @dataclass
 class EvalSection:
-    max_new_tokens: int = 96
+    max_new_tokens: int = 200
     batch_size: int = 16
+    repetition_penalty: float = 1.0
 
 
 @dataclass
@@ -185,7 +186,8 @@ class Study:
         wanted = {k: cell for k, cell in baselines.items() if k in self.cfg.baselines and not self._finished(cell)}
         cmd = [str(self.bin / "affectgpt"), "eval", "--model", str(model), "--shards", str(self.cfg.shards.test),
                "--out", str(out), "--max-new-tokens", str(self.cfg.eval.max_new_tokens),
-               "--batch-size", str(self.cfg.eval.batch_size)]
+               "--batch-size", str(self.cfg.eval.batch_size),
+               "--repetition-penalty", str(self.cfg.eval.repetition_penalty)]
         if "untrained" in wanted:
             cmd += ["--untrained", str(recipe)]
         if "most_frequent" in wanted:

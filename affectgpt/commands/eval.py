@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model recipe (YAML) or model directory to evaluate as the untrained baseline")
     p.add_argument("--batch-size", type=int, default=8, help="clips per generate call (default: 8)")
     p.add_argument("--max-new-tokens", type=int, default=160, help="description length limit (default: 160)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="> 1 discourages repeated words in the descriptions (default: 1.0, plain greedy)")
     p.add_argument("--limit", type=int, help="only the first N samples (smoke runs)")
     p.add_argument("--gt-source", choices=["auto", "labels", "description"], default="auto",
                    help="ground truth from sample labels or extracted from reference descriptions (default: auto)")
@@ -50,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from affectgpt.eval.tables import TableError, read_table
 
     cfg = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, limit=args.limit,
+                     repetition_penalty=args.repetition_penalty,
                      gt_source=args.gt_source, bootstrap=args.bootstrap)
     extractor = build_extractor(args)
     train = None

@@ -30,6 +30,8 @@ METRICS_FILE = "metrics.json"
 class EvalConfig:
     batch_size: int = 8
     max_new_tokens: int = 160
+    # > 1 discourages the word loops small or briefly trained models fall into (1.0: plain greedy decoding)
+    repetition_penalty: float = 1.0
     limit: int | None = None  # evaluate only the first N samples of the split (smoke runs)
     # Ground truth: "labels" (the samples' label lists), "description" (labels extracted from the reference
     # descriptions, e.g. for EMER-Fine which has no label column), "auto": labels if any sample has some.
@@ -40,6 +42,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be >= 1")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
 
@@ -77,7 +81,8 @@ def evaluate_split(
     for batch in tqdm(loader, total=total, desc="describe", unit="batch"):
         if cfg.limit is not None:
             batch = batch[: cfg.limit - len(names)]
-        generated += model.generate(batch, max_new_tokens=cfg.max_new_tokens)
+        generated += model.generate(batch, max_new_tokens=cfg.max_new_tokens,
+                                    repetition_penalty=cfg.repetition_penalty)
         names += [s["name"] for s in batch]
         references += [(s["description"], list(s["labels"])) for s in batch]
         if cfg.limit is not None and len(names) >= cfg.limit:
@@ -104,7 +109,8 @@ def evaluate_split(
         "model": model_name, "shards": str(shards_dir), "samples": len(names), "gt_source": gt_source,
         "extractor": type(extractor).__name__, "generate_seconds": round(seconds, 2),
         "samples_per_second": round(len(names) / seconds, 3) if seconds > 0 else None,
-        "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size,
+        "max_new_tokens": cfg.max_new_tokens, "repetition_penalty": cfg.repetition_penalty,
+        "batch_size": cfg.batch_size,
     }
     _write_atomic(out_dir / METRICS_FILE, json.dumps(result, indent=2) + "\n")
     log.info("described %d samples in %.1f s (%.2f samples/s); wrote %s and %s", len(names), seconds,
