@@ -16,6 +16,7 @@ import pytest
 from ray_jobs.prelabel import main
 from shards.loader import ShardLoader
 from tests.prelabel.conftest import ROOT, read_csv
+from tests.ray_jobs.conftest import job_driver_pids
 
 BIN = Path(sys.executable).parent
 
@@ -88,7 +89,7 @@ def test_killed_job_resumes_without_duplicates_or_gaps(ray_head, corpus, model_o
     while not (parts.is_dir() and any(parts.glob("*.jsonl"))):
         assert time.monotonic() < deadline, "the prelabel job persisted nothing in 180 s"
         time.sleep(0.01)
-    for pid in _drivers(out):
+    for pid in job_driver_pids("ray_jobs.prelabel", out):
         os.kill(pid, signal.SIGKILL)  # the job's driver, found by its unique --out: killed mid-job
     kept = len(_records(parts))
     assert not (out / "coarse.csv").exists() and 0 < kept < len(corpus.names) - 1, f"not killed halfway ({kept})"
@@ -109,15 +110,3 @@ def test_relative_paths_are_refused(tmp_path):
 
 def _records(parts: Path) -> list[dict]:
     return [json.loads(line) for p in sorted(parts.glob("*.jsonl")) for line in p.read_text().splitlines()]
-
-
-def _drivers(out: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"ray_jobs.prelabel" in argv and str(out).encode() in argv and b"job" not in argv:
-            pids.append(int(proc.name))
-    return pids

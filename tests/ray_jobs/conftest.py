@@ -3,6 +3,8 @@ bare `ray stop`, which would stop other people's heads on this machine)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from affectgpt.commands.ray import start_head, stop_head
@@ -15,3 +17,16 @@ def ray_head(tmp_path_factory):
         yield head
     finally:
         stop_head(head)
+
+
+def job_driver_pids(module: str, out: Path) -> list[int]:
+    """PIDs of the driver processes of a `python -m <module> ... <out>` Ray job (not the `ray job` client)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if module.encode() in argv and str(out).encode() in argv and b"job" not in argv:
+            pids.append(int(proc.name))
+    return pids

@@ -16,6 +16,7 @@ import pytest
 
 from ray_jobs.pack import main
 from shards.loader import ShardLoader
+from tests.ray_jobs.conftest import job_driver_pids
 from tests.shards.faulty_corpus import make_faulty_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +83,7 @@ def test_killed_job_resubmitted_yields_the_identical_shards(ray_head, corpus, pa
     while not (markers.is_dir() and any(markers.glob("*.json"))):
         assert time.monotonic() < deadline, "the pack job wrote no shard in 120 s"
         time.sleep(0.01)
-    for pid in _drivers(out):
+    for pid in job_driver_pids("ray_jobs.pack", out):
         os.kill(pid, signal.SIGKILL)  # the job's driver, found by its unique --out: killed mid-job
     done = len(list(markers.glob("*.json")))
     total = len(list((packed[0] / ".pack").glob("*.json")))
@@ -97,15 +98,3 @@ def test_killed_job_resubmitted_yields_the_identical_shards(ray_head, corpus, pa
 
 def test_relative_paths_are_refused(tmp_path):
     assert main(["--corpus", "corpus", "--split", "coarse", "--out", str(tmp_path)]) == 1
-
-
-def _drivers(out: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"ray_jobs.pack" in argv and str(out).encode() in argv and b"job" not in argv:
-            pids.append(int(proc.name))
-    return pids
