@@ -1,8 +1,12 @@
 """Checkpoint -> model directory: consolidate the sharded weights into one fp32 state dict, rebuild the
-model from the recipe stored in the checkpoint, and write it with ``AffectGPT.save_pretrained``."""
+model from the recipe stored in the checkpoint, and write it with ``AffectGPT.save_pretrained``.
+
+The directory also gets ``provenance.json`` (checkpoint, step, MLflow run id), so a run that starts from this
+export (Stage 2 from Stage 1) can record the run it descends from."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import torch
 from affectgpt.train.checkpoint import MANIFEST, CheckpointError, CheckpointInfo, find_resumable, validate
 
 log = logging.getLogger(__name__)
+PROVENANCE = "provenance.json"
 
 
 def resolve(checkpoint: Path) -> CheckpointInfo:
@@ -55,4 +60,12 @@ def export(checkpoint: Path, out: Path) -> CheckpointInfo:
     # load_state_dict (rather than passing ``state`` to save_pretrained) keeps tied tensors one tensor.
     model.load_state_dict(state)
     model.save_pretrained(out)
+    provenance = {"checkpoint": str(info.path), "step": info.step, "tracking_run_id": info.meta.get("tracking_run_id")}
+    (out / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
     return info
+
+
+def parent_run_id(model_dir: Path) -> str | None:
+    """The MLflow run that trained an exported model, if it was tracked."""
+    path = model_dir / PROVENANCE
+    return json.loads(path.read_text(encoding="utf-8")).get("tracking_run_id") if path.is_file() else None

@@ -54,6 +54,10 @@ def test_study_runs_cells_once_and_compare_reads_them(study_cfg):
     ])
     assert all(r.info.status == "FINISHED" for r in runs)
     stage1 = next(r for r in runs if r.data.tags.get("stage") == "1")
+    stage2 = next(r for r in runs if r.data.tags.get("stage") == "2" and r.data.tags["cell"] == cells[0])
+    assert stage2.data.tags["parent_run_id"] == stage1.info.run_id  # Stage 2 records the Stage 1 run it came from
+    only_stage2 = next(r for r in runs if r.data.tags["cell"] == cells[1] and r.data.tags["kind"] == "train")
+    assert "parent_run_id" not in only_stage2.data.tags
     steps = [m.step for m in client.get_metric_history(stage1.info.run_id, "train/loss")]
     assert steps == sorted(set(steps)) and len(steps) == 4  # one value per step, logged by rank 0 only
 
