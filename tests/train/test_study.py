@@ -1,5 +1,5 @@
-"""A whole study through the real deepspeed launcher and MLflow: two cells of one backbone and both baselines,
-then the same command again, which must skip every finished cell."""
+"""A whole study through the real deepspeed launcher and a real `mlflow server`: two cells of one backbone and
+both baselines, then the same command again, which must skip every finished cell."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from mlflow import MlflowClient
 
 from affectgpt.compare import collect
 from affectgpt.study import LaunchSection, ShardPaths, Study, StudyConfig
+from affectgpt.tracking import TrackingConfig
 
 from .conftest import pack_split
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def study_cfg(tiny_recipe, train_shards, synth_corpus, tmp_path_factory, monkeypatch_module):
+def study_cfg(tiny_recipe, train_shards, synth_corpus, tmp_path_factory, monkeypatch_module, mlflow_server):
     root = tmp_path_factory.mktemp("study")
     monkeypatch_module.setenv("OMP_NUM_THREADS", "1")
     monkeypatch_module.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -28,6 +29,7 @@ def study_cfg(tiny_recipe, train_shards, synth_corpus, tmp_path_factory, monkeyp
         backbones=[tiny_recipe], inits=["stage1+stage2", "stage2-only"],
         train_labels=synth_corpus / "fine.csv",
         stage1_overrides=quick, stage2_overrides=quick, launch=LaunchSection(nproc=2),
+        tracking=TrackingConfig(uri=mlflow_server),
     )
 
 
@@ -42,6 +44,7 @@ def test_study_runs_cells_once_and_compare_reads_them(study_cfg):
     backbone = study_cfg.backbones[0].stem
     cells = [f"{backbone}/stage1+stage2", f"{backbone}/stage2-only"]
     assert study.run() == {cell: "done" for cell in cells}
+    assert study.uri.startswith("http://127.0.0.1:")
 
     client = MlflowClient(tracking_uri=study.uri)
     exp = client.get_experiment_by_name("study-test")
