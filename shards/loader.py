@@ -58,7 +58,7 @@ def _identity(items: Any) -> Any:
 def _ignore_sigterm(worker_id: int) -> None:
     """Workers outlive a SIGTERM sent to the whole process tree (schedulers do that on preemption): the training
     process turns it into "checkpoint, then exit", and torch's default would kill the worker first and crash the
-    trainer mid-step. Workers still exit with their parent. (Added by the training engineer.)"""
+    trainer mid-step. Workers still exit with their parent."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 

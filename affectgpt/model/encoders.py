@@ -43,7 +43,7 @@ def load_encoder(path: str | Path, dtype: torch.dtype = torch.float32) -> PreTra
 def _outside_zero3():
     """Load an encoder whole even while an ``HfDeepSpeedConfig`` (ZeRO-3) is alive: transformers 5.24 then runs
     Whisper's ``_init_weights`` on partitioned (empty) parameters and fails on their shape. deepspeed.initialize
-    partitions the encoder afterwards; it is frozen and small next to the LLM. (Added by the training engineer.)"""
+    partitions the encoder afterwards; it is frozen and small next to the LLM."""
     from transformers.integrations import deepspeed as hf_ds
 
     holder = hf_ds._hf_deepspeed_config_weak_ref() if hf_ds._hf_deepspeed_config_weak_ref is not None else None
