@@ -4,11 +4,8 @@ head, then the unchanged pack job on its output."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ import pytest
 from ray_jobs.prelabel import main
 from shards.loader import ShardLoader
 from tests.prelabel.conftest import ROOT, read_csv
-from tests.ray_jobs.conftest import job_driver_pids
+from tests.ray_jobs.conftest import kill_driver_after_first
 
 BIN = Path(sys.executable).parent
 
@@ -85,12 +82,7 @@ def test_killed_job_resumes_without_duplicates_or_gaps(ray_head, corpus, model_o
                                        "require_labels=false"])
     assert submit(ray_head, args, wait=False).returncode == 0
     parts = out / ".prelabel" / "parts"
-    deadline = time.monotonic() + 180
-    while not (parts.is_dir() and any(parts.glob("*.jsonl"))):
-        assert time.monotonic() < deadline, "the prelabel job persisted nothing in 180 s"
-        time.sleep(0.01)
-    for pid in job_driver_pids("ray_jobs.prelabel", out):
-        os.kill(pid, signal.SIGKILL)  # the job's driver, found by its unique --out: killed mid-job
+    kill_driver_after_first("ray_jobs.prelabel", out, parts, "*.jsonl", timeout=180)
     kept = len(_records(parts))
     assert not (out / "coarse.csv").exists() and 0 < kept < len(corpus.names) - 1, f"not killed halfway ({kept})"
 

@@ -3,6 +3,9 @@ bare `ray stop`, which would stop other people's heads on this machine)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,14 @@ def job_driver_pids(module: str, out: Path) -> list[int]:
         if module.encode() in argv and str(out).encode() in argv and b"job" not in argv:
             pids.append(int(proc.name))
     return pids
+
+
+def kill_driver_after_first(module: str, out: Path, progress: Path, pattern: str, timeout: float) -> None:
+    """Wait until the job has persisted its first unit of work (a ``pattern`` file in ``progress``), then
+    SIGKILL its driver, found by its unique ``out``: the job dies midway, as a preempted one would."""
+    deadline = time.monotonic() + timeout
+    while not (progress.is_dir() and any(progress.glob(pattern))):
+        assert time.monotonic() < deadline, f"{module} persisted nothing in {timeout:.0f} s"
+        time.sleep(0.01)
+    for pid in job_driver_pids(module, out):
+        os.kill(pid, signal.SIGKILL)

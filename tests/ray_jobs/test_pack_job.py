@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ray_jobs.pack import main
 from shards.loader import ShardLoader
-from tests.ray_jobs.conftest import job_driver_pids
+from tests.ray_jobs.conftest import kill_driver_after_first
 from tests.shards.faulty_corpus import make_faulty_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,12 +76,7 @@ def test_killed_job_resubmitted_yields_the_identical_shards(ray_head, corpus, pa
     job = submit(ray_head, corpus, out, wait=False)
     assert job.returncode == 0, job.stderr
     markers = out / ".pack"
-    deadline = time.monotonic() + 120
-    while not (markers.is_dir() and any(markers.glob("*.json"))):
-        assert time.monotonic() < deadline, "the pack job wrote no shard in 120 s"
-        time.sleep(0.01)
-    for pid in job_driver_pids("ray_jobs.pack", out):
-        os.kill(pid, signal.SIGKILL)  # the job's driver, found by its unique --out: killed mid-job
+    kill_driver_after_first("ray_jobs.pack", out, markers, "*.json", timeout=120)
     done = len(list(markers.glob("*.json")))
     total = len(list((packed[0] / ".pack").glob("*.json")))
     assert not (out / "index.json").exists() and 0 < done < total, f"not killed halfway ({done}/{total} done)"
