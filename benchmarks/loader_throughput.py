@@ -4,7 +4,8 @@
 
 Measured in this one script, on the same clips (synthesized into work/bench/ unless --corpus is given):
   baseline   decode every mp4 with PyAV per sample (``affectgpt.media.decode_clip``), one process
-  shards     ``ShardLoader`` over the packed shards with ``--workers`` DataLoader workers
+  shards     ``ShardLoader`` over the packed shards with ``--workers`` DataLoader workers, ``--epochs`` epochs
+             of the clips, each epoch's worker start-up included (and printed)
   format     per sample: bytes and decode time of the frames as JPEG (the schema's choice) vs raw .npy
   storage    shard bytes per sample vs source mp4 bytes per sample
 Prints samples/s and the ratios (target: shards >= 10x the mp4 baseline), by the wall clock and per CPU-second:
@@ -62,13 +63,21 @@ def main() -> None:
 
     loader = ShardLoader(out, batch_size=8, num_workers=args.workers, resampled=False)
     clock = _Clock()
-    count = sum(len(batch) for _ in range(args.epochs) for batch in loader)  # includes worker start-up
+    count, first_batch = 0, []
+    for _ in range(args.epochs):  # every epoch starts its workers, and that time counts
+        start = time.perf_counter()
+        for i, batch in enumerate(loader):
+            if i == 0:
+                first_batch.append(time.perf_counter() - start)
+            count += len(batch)
     shard_wall, shard_cpu = clock.rates(count)
     print("samples/s by the wall clock, and per CPU-second (this process and its workers: the rate per core an "
           "idle machine would give)")
     print(f"mp4 decode (PyAV, 1 process):   {mp4_wall:7.1f} samples/s   {mp4_cpu:7.1f} per CPU-s")
     print(f"shards ({args.workers} workers):            {shard_wall:7.1f} samples/s   {shard_cpu:7.1f} per CPU-s   "
           f"ratio {shard_wall / mp4_wall:.1f}x wall, {shard_cpu / mp4_cpu:.1f}x per CPU-s")
+    print(f"first batch of each epoch after (worker start-up): "
+          f"{', '.join(f'{t * 1e3:.0f} ms' for t in first_batch)}")
 
     jpeg, raw = _frame_formats(records[:16], cfg)
     print(f"frames as JPEG q{cfg.jpeg_quality}: {jpeg[0] / 1e3:7.1f} KB/sample, decode {jpeg[1] * 1e3:5.2f} ms/sample")

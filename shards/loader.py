@@ -30,6 +30,11 @@ decoded. The world size, worker count, batch size, seed, mode and shard set must
 
 Samples are the dicts of docs/CONTRACTS.md (numpy arrays, no torch); ``collate_fn(list_of_samples)`` runs in
 the worker processes and must be picklable. Decoding is safe (see ``shards.schema``): nothing is unpickled.
+
+Workers decode into shared memory that they reuse (``shards.transport``), and the arrays a caller receives are
+its own: keeping a batch is always safe. That memory is ``num_workers x 3`` batches at the pack config's
+maximum sizes (8 frames of 224 px with 10 s of audio: 14.7 MB per batch of 8), in ``/dev/shm`` like every
+DataLoader tensor; containers need ``--shm-size`` or ``--ipc=host`` to allow it.
 """
 
 from __future__ import annotations
@@ -44,11 +49,12 @@ import numpy as np
 import torch
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from shards import storage
+from shards import storage, transport
 from shards.index import read_index
-from shards.schema import decode_sample
+from shards.schema import Allocate, decode_sample
 
 STATE_VERSION = 1
+PREFETCH = 2  # batches each worker prepares ahead (torch's default prefetch_factor)
 
 
 def _identity(items: Any) -> Any:
@@ -118,6 +124,7 @@ class ShardLoader:
             )
         self.epoch = 0
         self.position = 0  # reader items (batches or empty placeholders) handed out in this epoch
+        self._spare_rings: list[transport.SlotRing] = []  # shared memory of a finished epoch's workers
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning."""
@@ -128,19 +135,35 @@ class ShardLoader:
         return sum(self._plan(self.epoch, worker).batches for worker in range(self.readers))
 
     def __iter__(self) -> Iterator[Any]:
-        stream = _EpochStream(self, self.epoch, self.position)
+        rings: list[transport.SlotRing] = []
         if self.num_workers == 0:
-            items = iter(stream)
+            items = iter(_EpochStream(self, self.epoch, self.position, rings))
         else:
+            context = torch.multiprocessing.get_context()
+            # Taken, not shared: an iteration abandoned half-way may leave workers writing into its rings.
+            rings, self._spare_rings = self._spare_rings, []
+            for ring in rings:
+                ring.reset()
+            if not rings:
+                rings = [transport.SlotRing(w, PREFETCH + 1, self._batch_bytes(), context)
+                         for w in range(self.num_workers)]
             items = iter(torch.utils.data.DataLoader(
-                stream, batch_size=None, num_workers=self.num_workers, collate_fn=_identity,
-                pin_memory=self.pin_memory, worker_init_fn=_ignore_sigterm,
+                _EpochStream(self, self.epoch, self.position, rings), batch_size=None,
+                num_workers=self.num_workers, prefetch_factor=PREFETCH, collate_fn=_identity,
+                pin_memory=self.pin_memory, worker_init_fn=_ignore_sigterm, multiprocessing_context=context,
             ))
         for item in items:
             self.position += 1
             if item is not None:
-                yield _unpack_arrays(item)
+                yield transport.unpack(item, rings)
         self.epoch, self.position = self.epoch + 1, 0
+        self._spare_rings = rings  # the DataLoader has joined its workers: the next epoch may reuse them
+
+    def _batch_bytes(self) -> int:
+        """Room for one batch of decoded samples (frames and float32 audio at their maximum sizes)."""
+        cfg = self.config
+        frames = transport.aligned(cfg.frames * cfg.size * cfg.size * 3)
+        return self.batch_size * (frames + transport.aligned(4 * cfg.max_audio_samples))
 
     def state_dict(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "epoch": self.epoch, "position": self.position, **self._identity()}
@@ -184,8 +207,9 @@ class _ReaderPlan:
             while True:
                 yield int(rng.integers(len(self.loader.counts)))
 
-    def samples_from(self, skip: int) -> Iterator[dict[str, Any]]:
-        """Decoded samples of this plan after the first ``skip``; shards wholly skipped are not opened."""
+    def members_from(self, skip: int) -> Iterator[tuple[dict[str, bytes], str]]:
+        """(tar members, "shard:key") of this plan's samples after the first ``skip``; shards wholly skipped
+        are not opened, and nothing is decoded here."""
         remaining = self.samples - skip
         for visit, shard in enumerate(self.shards()):
             if remaining <= 0:
@@ -200,9 +224,8 @@ class _ReaderPlan:
                                  "(run `affectgpt shards verify`)")
             order = np.random.default_rng([self.loader.seed, self.epoch, self.slot, visit, 0]).permutation(count)
             for i in order[skip : skip + remaining]:
-                where = f"{self.loader.urls[shard]}:{raw[i]['__key__']}"
-                yield decode_sample({k: v for k, v in raw[i].items() if not k.startswith("__")},
-                                    self.loader.config, where)
+                members = {k: v for k, v in raw[i].items() if not k.startswith("__")}
+                yield members, f"{self.loader.urls[shard]}:{raw[i]['__key__']}"
             remaining -= min(count - skip, remaining)
             skip = 0
 
@@ -215,8 +238,8 @@ class _EpochStream(torch.utils.data.IterableDataset):
     position ``p``, DataLoader worker ``i`` plays reader ``(i + p) % W``, so the first item delivered is item p.
     """
 
-    def __init__(self, loader: ShardLoader, epoch: int, position: int):
-        self.loader, self.epoch, self.position = loader, epoch, position
+    def __init__(self, loader: ShardLoader, epoch: int, position: int, rings: list[transport.SlotRing]):
+        self.loader, self.epoch, self.position, self.rings = loader, epoch, position, rings
 
     def __iter__(self) -> Iterator[Any]:
         info = torch.utils.data.get_worker_info()
@@ -227,78 +250,24 @@ class _EpochStream(torch.utils.data.IterableDataset):
         plan = plans[reader]
         # Items of this reader already handed out: those with j * W + reader < position.
         done = max(0, -(-(self.position - reader) // readers))
-        transport = _identity if info is None else _pack_arrays
+        ring = self.rings[info.id] if info else None
+        allocate: Allocate = np.empty
         batch: list[dict[str, Any]] = []
-        for sample in plan.samples_from(min(done, plan.batches) * self.loader.batch_size):
-            batch.append(sample)
+        for members, where in plan.members_from(min(done, plan.batches) * self.loader.batch_size):
+            if ring and not batch:
+                allocate = ring.arena()
+            batch.append(decode_sample(members, self.loader.config, where, allocate))
             if len(batch) == self.loader.batch_size:
-                yield transport(self.loader.collate_fn(batch))
+                yield self._item(batch, ring)
                 batch = []
         if batch:
-            yield transport(self.loader.collate_fn(batch))
+            yield self._item(batch, ring)
         for _ in range(items - max(done, plan.batches)):
             yield None
 
-
-class _Packed:
-    """A worker's item with all its numpy arrays moved into one uint8 tensor. Torch hands tensors to the main
-    process through shared memory, one segment and one file-descriptor transfer per tensor; pickled arrays
-    (~1.4 MB per sample) would be copied through a pipe instead. One tensor per batch keeps both costs low."""
-
-    def __init__(self, skeleton: Any, buffer: torch.Tensor):
-        self.skeleton, self.buffer = skeleton, buffer
-
-
-class _ArrayRef:
-    def __init__(self, offset: int, dtype: str, shape: tuple[int, ...]):
-        self.offset, self.dtype, self.shape = offset, dtype, shape
-
-
-def _pack_arrays(item: Any) -> Any:
-    arrays: list[np.ndarray] = []
-    refs: list[_ArrayRef] = []
-    size = 0
-
-    def strip(x: Any) -> Any:
-        nonlocal size
-        if isinstance(x, np.ndarray):
-            arrays.append(np.ascontiguousarray(x))
-            refs.append(_ArrayRef(size, x.dtype.str, x.shape))
-            size += -(-x.nbytes // 64) * 64  # 64-byte alignment keeps every dtype's views aligned
-            return refs[-1]
-        if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return type(x)(strip(v) for v in x)
-        return x
-
-    skeleton = strip(item)
-    if not arrays:
-        return item
-    buffer = torch.empty(size, dtype=torch.uint8)
-    flat = buffer.numpy()
-    for array, ref in zip(arrays, refs, strict=True):
-        flat[ref.offset : ref.offset + array.nbytes] = array.reshape(-1).view(np.uint8)
-    return _Packed(skeleton, buffer)
-
-
-def _unpack_arrays(item: Any) -> Any:
-    if not isinstance(item, _Packed):
-        return item
-    flat = item.buffer.numpy()
-
-    def fill(x: Any) -> Any:
-        if isinstance(x, _ArrayRef):
-            dtype = np.dtype(x.dtype)
-            count = int(np.prod(x.shape, dtype=np.int64)) * dtype.itemsize
-            return flat[x.offset : x.offset + count].view(dtype).reshape(x.shape)
-        if isinstance(x, dict):
-            return {k: fill(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return type(x)(fill(v) for v in x)
-        return x
-
-    return fill(item.skeleton)
+    def _item(self, batch: list[dict[str, Any]], ring: transport.SlotRing | None) -> Any:
+        item = self.loader.collate_fn(batch)
+        return transport.pack(item, ring) if ring else item
 
 
 def _read_shard(url: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import fsspec
 import numpy as np
 import pytest
 import webdataset as wds
+from PIL import Image
 
 from shards.index import INDEX_FILE, ShardIndexError, read_index
 from shards.schema import SchemaError, decode_sample, encode_sample, tar_key
@@ -60,6 +61,34 @@ def test_decoder_refuses_a_pickled_npy():
     members["audio.npy"] = buf.getvalue()
     with pytest.raises(SchemaError, match="where:.*undecodable"):
         decode_sample(members, TINY, "where")
+
+
+def test_filmstrip_pixels_are_those_pillow_decodes():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (TINY.frames, TINY.size, TINY.size, 3), dtype=np.uint8)
+    members = encode_sample(tiny_sample(1)[0], frames, None, TINY)
+    pillow = np.asarray(Image.open(io.BytesIO(members["frames.jpg"]))).reshape(frames.shape)
+    assert np.array_equal(decode_sample(members, TINY, "test")["frames"], pillow)
+
+
+@pytest.mark.parametrize("image,problem", [
+    (Image.new("RGB", (16, 48)), r"YCbCr 16x48, expected colour 16x32"),
+    (Image.new("L", (16, 32)), r"Gray 16x32, expected colour 16x32"),
+])
+def test_decoder_refuses_a_filmstrip_of_another_size_or_colour(image, problem):
+    members = encode_sample(*tiny_sample(1), TINY)
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG")
+    members["frames.jpg"] = buf.getvalue()
+    with pytest.raises(SchemaError, match=f"shard-x:key: undecodable member .*{problem}"):
+        decode_sample(members, TINY, "shard-x:key")
+
+
+def test_decoder_refuses_a_truncated_filmstrip():
+    members = encode_sample(*tiny_sample(1), TINY)
+    members["frames.jpg"] = members["frames.jpg"][: len(members["frames.jpg"]) // 2]
+    with pytest.raises(SchemaError, match="shard-x:key: undecodable member"):
+        decode_sample(members, TINY, "shard-x:key")
 
 
 def test_tar_keys_have_no_dots_or_slashes():
