@@ -62,8 +62,13 @@ def decode_clip(
     size: int = 224,
     sample_rate: int = 16000,
     max_audio_seconds: float = 10.0,
+    threads: int = 0,
 ) -> Clip:
-    """Decode ``num_frames`` uniformly sampled RGB frames and the resampled mono audio of a video file."""
+    """Decode ``num_frames`` uniformly sampled RGB frames and the resampled mono audio of a video file.
+
+    ``threads``: video decoder threads, 0 for FFmpeg's choice (one per core). Callers that already run one
+    decode per CPU (the pack job's tasks) pass 1: FFmpeg's slice threads wait for each other at every frame,
+    and with every core busy that waiting left a quarter of the CPU idle."""
     path = Path(path)
     if not path.is_file():
         raise MediaError(path, "file does not exist")
@@ -73,7 +78,11 @@ def decode_clip(
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(path, "no video stream")
-            frames, duration = _read_frames(container, num_frames, size)
+            read = _read_frames(container, num_frames, size, threads, trust_frame_count=True)
+        if read is None:  # the container's frame count was wrong (a damaged file): decode again, keeping all
+            with av.open(str(path)) as container:
+                read = _read_frames(container, num_frames, size, threads, trust_frame_count=False)
+        frames, duration = read
         audio = None
         with av.open(str(path)) as container:
             if container.streams.audio:
@@ -87,17 +96,35 @@ def decode_clip(
     return Clip(frames=frames, audio=audio, sample_rate=sample_rate, duration=duration)
 
 
-def _read_frames(container: av.container.InputContainer, num_frames: int, size: int) -> tuple[np.ndarray, float]:
+def _read_frames(
+    container: av.container.InputContainer, num_frames: int, size: int, threads: int, trust_frame_count: bool
+) -> tuple[np.ndarray, float] | None:
+    """The sampled frames and the stream's duration. Every frame must be decoded (H.264 frames depend on each
+    other), but only the sampled ones are converted to RGB and resized, which for real clips (25-30 fps, 720p)
+    is most of the work. That needs the frame count up front: with ``trust_frame_count`` it comes from the
+    container, and None means the decoded count differed (the caller then decodes again, converting all)."""
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    decoded = [f.to_ndarray(width=size, height=size, format="rgb24") for f in container.decode(stream)]
-    if not decoded:
+    stream.codec_context.thread_count = threads
+    expected = stream.frames if trust_frame_count else 0
+    wanted = set(_segment_centres(expected, num_frames)) if expected > 0 else None
+    converted: dict[int, np.ndarray] = {}
+    count = 0
+    for count, frame in enumerate(container.decode(stream), start=1):
+        if wanted is None or count - 1 in wanted:
+            converted[count - 1] = frame.to_ndarray(width=size, height=size, format="rgb24")
+    if wanted is not None and count != expected:
+        return None
+    if count == 0:
         return np.zeros((0, size, size, 3), np.uint8), 0.0
     rate = float(stream.average_rate or 25)
-    duration = len(decoded) / rate
-    # Segment centres; short clips repeat frames rather than changing the sample count.
-    picks = [min(len(decoded) - 1, math.floor((i + 0.5) * len(decoded) / num_frames)) for i in range(num_frames)]
-    return np.stack([decoded[i] for i in picks]), duration
+    return np.stack([converted[i] for i in _segment_centres(count, num_frames)]), count / rate
+
+
+def _segment_centres(count: int, num_frames: int) -> list[int]:
+    """Indices of the frames at the centres of ``num_frames`` equal segments; short clips repeat frames rather
+    than changing the sample count."""
+    return [min(count - 1, math.floor((i + 0.5) * count / num_frames)) for i in range(num_frames)]
 
 
 def _read_audio(container: av.container.InputContainer, sample_rate: int, max_seconds: float) -> np.ndarray:

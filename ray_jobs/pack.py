@@ -87,11 +87,14 @@ def run(args: argparse.Namespace) -> int:
     task = ray.remote(num_cpus=1)(pack_shard)
     pending = {task.remote(plan, args.split, cfg, args.out): plan for plan in plans}
     results: list[ShardResult] = []
+    first_done = first_clips = None  # when the workers had started and finished a shard
     with tqdm(total=len(records), unit="clip", desc=f"pack {args.split}", mininterval=2) as bar:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             results.append(ray.get(done[0]))
             bar.update(len(pending.pop(done[0]).records))
+            if first_done is None:
+                first_done, first_clips = time.perf_counter() - start, bar.n
     elapsed = time.perf_counter() - start
 
     index = finish(args.out, args.split, cfg, results, problems,
@@ -103,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.split}: in {rows} = packed {index.samples} + quarantined {index.quarantined}; "
           f"{index.no_audio} kept without audio; {len(index.shards)} shards ({reused} kept from an earlier run), "
           f"{index.bytes / 1e6:.1f} MB in {elapsed:.1f} s ({len(records) / elapsed:.1f} clips/s) -> {args.out}")
+    if first_done is not None and elapsed > first_done:
+        print(f"first shard after {first_done:.1f} s (Ray connection, worker start-up, one shard); then "
+              f"{(len(records) - first_clips) / (elapsed - first_done):.1f} clips/s")
     if index.quarantined:
         print(f"quarantine list: {args.out.rstrip('/')}/{QUARANTINE_FILE} (exit code {EXIT_QUARANTINED})")
         return EXIT_QUARANTINED

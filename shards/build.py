@@ -135,8 +135,8 @@ def pack_shard(plan: ShardPlan, split: str, cfg: PackConfig, out: str) -> ShardR
     with ShardWriter(out, plan.file) as writer:
         for record in plan.records:
             try:
-                clip = decode_clip(record.video, num_frames=cfg.frames, size=cfg.size,
-                                   sample_rate=cfg.sample_rate, max_audio_seconds=cfg.max_audio_seconds)
+                clip = decode_clip(record.video, num_frames=cfg.frames, size=cfg.size, sample_rate=cfg.sample_rate,
+                                   max_audio_seconds=cfg.max_audio_seconds, threads=1)  # one task per CPU
             except MediaError as e:
                 quarantined.append(Quarantined(record.name, record.row, e.reason))
                 continue
