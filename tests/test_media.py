@@ -1,3 +1,4 @@
+import av
 import numpy as np
 import pytest
 
@@ -34,3 +35,24 @@ def test_bad_files_name_the_path(tmp_path, synth_corpus):
     (tmp_path / "junk.mp4").write_bytes(b"\x00not a video" * 100)
     with pytest.raises(MediaError, match="junk.mp4: undecodable"):
         decode_clip(tmp_path / "junk.mp4")
+
+
+def test_frames_are_sampled_from_what_decodes_when_the_container_counts_more(tmp_path):
+    """An mp4 whose edit list hides its first 2 frames: the index says 24, the decoder yields 22."""
+    frames = np.stack([np.full((64, 64, 3), 10 * i, np.uint8) for i in range(24)])
+    write_clip(tmp_path / "a.mp4", frames, fps=8, audio=None, sample_rate=16000)
+    with av.open(str(tmp_path / "a.mp4")) as src, av.open(str(tmp_path / "edited.mp4"), "w", format="mp4") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.dts is not None:
+                shift = 2 * packet.duration
+                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, out
+                dst.mux(packet)
+    with av.open(str(tmp_path / "edited.mp4")) as container:
+        assert container.streams.video[0].frames == 24
+        decoded = [f.to_ndarray(width=32, height=32, format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 22
+    clip = decode_clip(tmp_path / "edited.mp4", num_frames=4, size=32)
+    # the centres of 4 equal segments of the 22 frames that decode
+    assert np.array_equal(clip.frames, np.stack([decoded[i] for i in (2, 8, 13, 19)]))
+    assert clip.duration == pytest.approx(22 / 8)
