@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import launcher
+from affectgpt.net import free_port
 from affectgpt.tracking import Tracker, TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class Study:
             return model
         ckpt = root / "checkpoints"
         launcher = [str(self.bin / "deepspeed"), "--num_gpus", str(self.cfg.launch.nproc),
-                    "--master_port", str(_free_port()), *self.cfg.launch.extra]
+                    "--master_port", str(free_port()), *self.cfg.launch.extra]
         args = [f"data.shards={shards}", f"checkpoint.dir={ckpt}", "checkpoint.resume=auto", f"tags.stage={stage}",
                 f"run_name={overrides_tag(overrides, 'cell')} stage {stage}", *overrides]
         self._step(f"stage {stage} training", [*launcher, str(TRAIN_SCRIPT), "--config", str(config), *args])
@@ -255,8 +255,3 @@ def overrides_tag(overrides: list[str], key: str) -> str:
     prefix = f"tags.{key}="
     return next((o.removeprefix(prefix) for o in overrides if o.startswith(prefix)), "")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -18,12 +18,13 @@ import json
 import logging
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from affectgpt.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("benchmarks.train_zero")
@@ -164,12 +165,6 @@ def resolve_recipe(recipe: Path, zoo: Path) -> Path:
     out = Path(tempfile.mkdtemp()) / recipe.name
     out.write_text(yaml.safe_dump(data))
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- worker

