@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt-source", choices=["auto", "labels", "description"], default="auto",
                    help="ground truth from sample labels or extracted from reference descriptions (default: auto)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples, 0 for none (default: 1000)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the reading order, the bootstrap and the untrained baseline's weights (default: 0)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     add_extractor_arguments(p)
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, limit=args.limit,
                      repetition_penalty=args.repetition_penalty,
-                     gt_source=args.gt_source, bootstrap=args.bootstrap)
+                     gt_source=args.gt_source, bootstrap=args.bootstrap, seed=args.seed)
     extractor = build_extractor(args)
     train = None
     if args.train_labels:
@@ -66,23 +68,27 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     baselines = {}
     if args.untrained:
-        untrained = _load(args.untrained).to(device)
+        untrained = _load(args.untrained, args.seed).to(device)
         run = evaluate_split(untrained, args.shards, args.out / "untrained", cfg, extractor,
                              model_name=str(args.untrained))
         baselines["untrained"] = run["model"]
         del untrained  # one model in memory at a time
-    model = _load(args.model).to(device)
+    model = _load(args.model, args.seed).to(device)
     result = evaluate_split(model, args.shards, args.out, cfg, extractor, train, model_name=str(args.model),
                             baselines=baselines)
     print(format_table(result))
     return 0
 
 
-def _load(path: Path):
-    """A saved model directory, or a recipe YAML built untrained."""
+def _load(path: Path, seed: int):
+    """A saved model directory, or a recipe YAML built untrained (its fresh weights drawn from ``seed``, so the
+    baseline is the same in every run)."""
+    import torch
+
     from affectgpt.config import load_config
     from affectgpt.model import AffectGPT, AffectGPTConfig
 
     if path.is_file():
+        torch.manual_seed(seed)
         return AffectGPT.from_config(load_config(AffectGPTConfig, path))
     return AffectGPT.from_pretrained(path)

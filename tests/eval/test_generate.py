@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from affectgpt.cli import main
 from affectgpt.corpus import read_split
@@ -20,9 +21,9 @@ FRAMES, SIZE, AUDIO_SECONDS = 4, 32, 2.0
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    from affectgpt.config import from_dict
-    from affectgpt.model import AffectGPT, AffectGPTConfig
+def recipe(tmp_path_factory) -> Path:
+    from affectgpt.config import from_dict, save_config
+    from affectgpt.model import AffectGPTConfig
     from affectgpt.model.zoo import build_zoo
 
     zoo = tmp_path_factory.mktemp("zoo")
@@ -34,8 +35,17 @@ def model_dir(tmp_path_factory) -> Path:
         "video": {"encoder": str(zoo / "video" / "clip-tiny"), "num_queries": 2},
         "audio": {"encoder": str(zoo / "audio" / "whisper-tiny"), "num_queries": 2},
     })
+    save_config(cfg, zoo / "recipe.yaml")
+    return zoo / "recipe.yaml"
+
+
+@pytest.fixture(scope="module")
+def model_dir(recipe, tmp_path_factory) -> Path:
+    from affectgpt.config import load_config
+    from affectgpt.model import AffectGPT, AffectGPTConfig
+
     out = tmp_path_factory.mktemp("model")
-    AffectGPT.from_config(cfg).save_pretrained(out)
+    AffectGPT.from_config(load_config(AffectGPTConfig, recipe)).save_pretrained(out)
     return out
 
 
@@ -92,6 +102,17 @@ def test_eval_limit_and_untrained_baseline(model_dir, test_shards, tmp_path):
     assert metrics["baselines"]["untrained"]["n"] == 3
     assert metrics["baselines"]["untrained"]["level1"] == metrics["model"]["level1"]
     assert (out / "untrained" / "predictions.csv").read_text() == (out / "predictions.csv").read_text()
+
+
+def test_the_untrained_baseline_is_initialised_from_the_seed(recipe):
+    from affectgpt.commands.eval import _load
+
+    def adapters(seed):
+        return _load(recipe, seed).adapter_state_dict()
+
+    first, again, other = adapters(0), adapters(0), adapters(1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
 @pytest.mark.slow
