@@ -4,7 +4,9 @@
   affectgpt ray down [--dir work/ray]
 
 `up` runs `ray start --head --block` in the background with its own temp dir (DIR/tmp) and its own free ports,
-waits until the jobs API answers, records the head in DIR/head.json and prints the address to submit to.
+waits until both the jobs API and the head's job agent answer (a job submitted before the agent has
+registered fails with "No available agent to submit job"), records the head in DIR/head.json and prints the
+address to submit to. Its ports are drawn below the kernel's ephemeral range (see `affectgpt.net`).
 The head's PATH starts with this Python's bin directory, so a job's `python -m ...` entrypoint runs in this
 virtual environment. `down` stops exactly that head (SIGTERM to its `ray start --block` process, which stops
 the Ray processes it started); it never runs `ray stop`, which would stop every Ray cluster of this user on
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def start_head(directory: Path, num_cpus: int | None = None, dashboard_port: int = 0,
                object_store_mb: int = 256, timeout: float = 90.0) -> tuple[Head, subprocess.Popen]:
-    """Start a head in the background and wait for its jobs API; writes DIR/head.json."""
+    """Start a head in the background and wait until it accepts jobs; writes DIR/head.json."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     ports = free_ports(9, HOST)
@@ -98,11 +100,13 @@ def start_head(directory: Path, num_cpus: int | None = None, dashboard_port: int
     head = Head(process.pid, f"http://{HOST}:{dashboard_port}", f"{HOST}:{ports[0]}", str(temp_dir), str(log_file))
     (directory / HEAD_FILE).write_text(json.dumps(asdict(head), indent=1))
     deadline = time.monotonic() + timeout
-    while not _jobs_api_ready(head.dashboard_url):
+    agent_url = f"http://{HOST}:{ports[2]}"
+    while not (_answers(f"{head.dashboard_url}/api/jobs/") and _answers(f"{agent_url}/api/healthz")):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_head(head)
             tail = log_file.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"Ray head did not come up (see {log_file}):\n{tail}")
+            raise RuntimeError(f"Ray head did not accept jobs within {timeout:.0f} s (see {log_file} and the "
+                               f"logs under {temp_dir}/session_latest/logs):\n{tail}")
         time.sleep(0.5)
     log.info("Ray head %s up (jobs API %s, temp dir %s)", head.gcs_address, head.dashboard_url, temp_dir)
     return head, process
@@ -146,9 +150,11 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _jobs_api_ready(url: str) -> bool:
+def _answers(url: str) -> bool:
+    """True when ``url`` answers 200. The job agent registers itself with the head right after its HTTP
+    server starts, so its health check answering means the head can hand it a job."""
     try:
-        with urllib.request.urlopen(f"{url}/api/jobs/", timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
     except OSError:
         return False
