@@ -56,3 +56,35 @@ def test_frames_are_sampled_from_what_decodes_when_the_container_counts_more(tmp
     # the centres of 4 equal segments of the 22 frames that decode
     assert np.array_equal(clip.frames, np.stack([decoded[i] for i in (2, 8, 13, 19)]))
     assert clip.duration == pytest.approx(22 / 8)
+
+
+def _reference_audio(path, sample_rate):
+    """What PyAV's own resampler makes of the whole track."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    with av.open(str(path)) as container:
+        frames = [*container.decode(audio=0), None]
+        return np.concatenate([out.to_ndarray().reshape(-1) for f in frames for out in resampler.resample(f)])
+
+
+@pytest.mark.parametrize("max_seconds", [0.3, 10.0])
+def test_stereo_44k_audio_is_downmixed_and_resampled_like_pyav(tmp_path, max_seconds):
+    path, rate = tmp_path / "stereo.mp4", 44100
+    t = np.arange(rate) / rate
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)]).astype(np.float32) * 0.8
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=8)
+        video.width = video.height = 64
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream("aac", rate=rate, layout="stereo")
+        for _ in range(8):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")))
+        container.mux(video.encode())
+        frame = av.AudioFrame.from_ndarray(stereo, format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+    clip = decode_clip(path, num_frames=2, size=32, sample_rate=16000, max_audio_seconds=max_seconds)
+    reference = _reference_audio(path, 16000)
+    assert clip.audio.size == min(reference.size, int(max_seconds * 16000))
+    np.testing.assert_array_equal(clip.audio, reference[: clip.audio.size])
+    assert 0.2 < np.abs(clip.audio[4000:12000]).max() < 0.6  # the left channel's 0.8, halved by the downmix
