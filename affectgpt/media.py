@@ -139,7 +139,8 @@ def _read_audio(container: av.container.InputContainer, sample_rate: int, max_se
     total = 0
     graph = None
     for frame in container.decode(container.streams.audio[0]):
-        graph = graph or _to_mono(frame, sample_rate)
+        if graph is None:
+            graph = _to_mono(frame, sample_rate)
         graph.push(frame)
         drained = _drain(graph)
         chunks += drained
