@@ -27,7 +27,9 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     handed out that way. All are held open together while chosen, so they differ; another process may still
     bind one first (the usual race of this idiom, now with deliberate binders only)."""
     low, _ = ephemeral_range()
-    candidates = random.sample(range(LOWEST, low), min(low - LOWEST, 4 * count + 64))
+    # A kernel whose ephemeral range starts near LOWEST leaves no room below it: then any port will have to do.
+    pool = range(LOWEST, low) if low - LOWEST >= 1000 else range(LOWEST, 65536)
+    candidates = random.sample(pool, min(len(pool), 4 * count + 64))
     held: list[socket.socket] = []
     try:
         for port in candidates:
@@ -40,7 +42,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             held.append(s)
             if len(held) == count:
                 return [s.getsockname()[1] for s in held]
-        raise RuntimeError(f"found only {len(held)} of {count} free ports in {LOWEST}-{low - 1} on {host}")
+        raise RuntimeError(f"found only {len(held)} of {count} free ports in {pool.start}-{pool.stop - 1} on {host}")
     finally:
         for s in held:
             s.close()
