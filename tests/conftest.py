@@ -27,11 +27,12 @@ def emer_fine_csv() -> Path:
 
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
-    """A small synthetic corpus (40 clips: coarse 28, fine 6, test 6), made once per test session."""
+    """A small synthetic corpus (40 clips: coarse 28, fine 5, val 1, test 6, and the test split's discrete and
+    sentiment variants), made once per test session."""
     from affectgpt.synth.corpus_writer import SynthConfig, write_corpus
 
     out = tmp_path_factory.mktemp("corpus")
-    write_corpus(SynthConfig(out=out, num=40, seed=7))
+    write_corpus(SynthConfig(out=out, num=40, seed=7, task_variants=True))
     return out
 
 

@@ -19,6 +19,7 @@ import logging
 from pathlib import Path
 
 from affectgpt.commands.labels import add_extractor_arguments, build_extractor
+from affectgpt.commands.score import add_task_arguments
 
 HELP = "describe a shard split with a model and score the descriptions (EMER metrics)"
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the reading order, the bootstrap and the untrained baseline's weights (default: 0)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_task_arguments(p)
     add_extractor_arguments(p)
 
 
@@ -50,21 +52,25 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from affectgpt.eval.generate import EvalConfig, evaluate_split
+    from affectgpt.eval.lexicon import LexiconError
     from affectgpt.eval.scoring import format_table, table_labels
     from affectgpt.eval.tables import TableError, read_table
+    from affectgpt.eval.wheels import load_wheels
 
     cfg = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, limit=args.limit,
                      repetition_penalty=args.repetition_penalty,
-                     gt_source=args.gt_source, bootstrap=args.bootstrap, seed=args.seed)
+                     gt_source=args.gt_source, bootstrap=args.bootstrap, seed=args.seed,
+                     task=args.task, wheels=args.wheel)
     extractor = build_extractor(args)
     train = None
-    if args.train_labels:
-        try:
+    try:
+        load_wheels(args.wheel)  # a bad wheel file fails before any generation
+        if args.train_labels:
             rows = read_table(args.train_labels)
             train = list(table_labels(rows, "auto", extractor, args.train_labels).values())
-        except TableError as e:
-            log.error("%s", e)
-            return 2
+    except (TableError, LexiconError) as e:
+        log.error("%s", e)
+        return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     baselines = {}
     if args.untrained:

@@ -13,12 +13,14 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from affectgpt.eval.extract import Extractor, LexiconExtractor
+from affectgpt.eval.extract import Extraction, Extractor, LexiconExtractor
 from affectgpt.eval.scoring import evaluate
+from affectgpt.eval.tasks import TASKS
+from affectgpt.eval.wheels import load_wheels
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,12 @@ class EvalConfig:
     gt_source: Literal["auto", "labels", "description"] = "auto"
     bootstrap: int = 1000
     seed: int = 0
+    task: str = "open_vocabulary"  # how the ground truth is scored: affectgpt.eval.tasks.TASKS
+    wheels: list[Path] = field(default_factory=list)  # emotion-wheel TSVs ("default": the shipped one); none: shipped
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be >= 1")
         if self.repetition_penalty <= 0:
@@ -88,9 +94,30 @@ def evaluate_split(
         if cfg.limit is not None and len(names) >= cfg.limit:
             break
     seconds = time.perf_counter() - start
-    predicted = extractor.extract_many(generated)
+    result, predicted = score_descriptions(names, generated, references, cfg, extractor, train_labels)
     _write_predictions(out_dir / PREDICTIONS_FILE, names, generated, [p.labels for p in predicted])
+    if baselines:
+        result.setdefault("baselines", {}).update(baselines)
+    result["run"] = {
+        "model": model_name, "shards": str(shards_dir), "samples": len(names), "gt_source": result.pop("gt_source"),
+        "extractor": type(extractor).__name__, "generate_seconds": round(seconds, 2),
+        "samples_per_second": round(len(names) / seconds, 3) if seconds > 0 else None,
+        "max_new_tokens": cfg.max_new_tokens, "repetition_penalty": cfg.repetition_penalty,
+        "batch_size": cfg.batch_size, "task": cfg.task, "wheels": [str(w) for w in cfg.wheels],
+    }
+    _write_atomic(out_dir / METRICS_FILE, json.dumps(result, indent=2) + "\n")
+    log.info("described %d samples in %.1f s (%.2f samples/s); wrote %s and %s", len(names), seconds,
+             len(names) / max(seconds, 1e-9), out_dir / PREDICTIONS_FILE, out_dir / METRICS_FILE)
+    return result
 
+
+def score_descriptions(names: list[str], generated: list[str], references: list[tuple[str, list[str]]],
+                       cfg: EvalConfig, extractor: Extractor, train_labels: list[list[str]] | None = None,
+                       ) -> tuple[dict, list[Extraction]]:
+    """Extract the labels of generated descriptions and score them against the references (description,
+    labels) per ``cfg`` (ground-truth source, task, wheels): the metrics (with ``gt_source`` resolved) and the
+    predicted extractions. Training's evaluation and ``affectgpt eval`` score through this one function."""
+    predicted = extractor.extract_many(generated)
     gt_source = cfg.gt_source
     if gt_source == "auto":
         gt_source = "labels" if any(labels for _, labels in references) else "description"
@@ -101,21 +128,11 @@ def evaluate_split(
     result = evaluate(
         dict(zip(names, gt_labels, strict=True)),
         {n: p.labels for n, p in zip(names, predicted, strict=True)},
-        train_labels=train_labels, bootstrap=cfg.bootstrap, seed=cfg.seed,
+        train_labels=train_labels, bootstrap=cfg.bootstrap, seed=cfg.seed, task=cfg.task,
+        wheels=load_wheels(cfg.wheels),
     )
-    if baselines:
-        result.setdefault("baselines", {}).update(baselines)
-    result["run"] = {
-        "model": model_name, "shards": str(shards_dir), "samples": len(names), "gt_source": gt_source,
-        "extractor": type(extractor).__name__, "generate_seconds": round(seconds, 2),
-        "samples_per_second": round(len(names) / seconds, 3) if seconds > 0 else None,
-        "max_new_tokens": cfg.max_new_tokens, "repetition_penalty": cfg.repetition_penalty,
-        "batch_size": cfg.batch_size,
-    }
-    _write_atomic(out_dir / METRICS_FILE, json.dumps(result, indent=2) + "\n")
-    log.info("described %d samples in %.1f s (%.2f samples/s); wrote %s and %s", len(names), seconds,
-             len(names) / max(seconds, 1e-9), out_dir / PREDICTIONS_FILE, out_dir / METRICS_FILE)
-    return result
+    result["gt_source"] = gt_source
+    return result, predicted
 
 
 def clip_sample(path: str | Path, model_cfg: Any, subtitle: str = "") -> dict[str, Any]:

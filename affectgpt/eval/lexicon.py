@@ -1,7 +1,8 @@
 """The emotion lexicon (``lexicon.tsv``, the project's own data file) and its rule-based lemmatiser.
 
 The lexicon maps surface forms to a canonical emotion label and each label to its level-2 and level-1 group
-on the emotion wheel (the file's header cites the wheel and its deviations). The lemmatiser only proposes
+on the emotion wheel (the file's header cites the wheel and its deviations) and to its valence (positive,
+negative or neutral, for the sentiment task). The lemmatiser only proposes
 regular derivations (-ly, -ness, plural, comparative) of forms the file lists; it never invents a label.
 """
 
@@ -13,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 STOP = "-"  # label of the stop-form row: forms that must never be read as an emotion
+VALENCES = ("positive", "negative", "neutral")
 
 
 class LexiconError(ValueError):
@@ -24,6 +26,7 @@ class Entry:
     label: str
     level2: str
     level1: str
+    valence: str | None = None  # one of VALENCES; None for words the lexicon does not know
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,15 @@ class Lexicon:
             if not line.strip() or line.startswith("#"):
                 continue
             cells = line.split("\t")
-            if len(cells) not in (3, 4):
-                raise LexiconError(f"{where}, line {number}: expected 3 or 4 tab-separated cells, got {len(cells)}")
-            label, level2, level1 = (c.strip() for c in cells[:3])
-            extra = [f.strip().lower() for f in cells[3].split(",")] if len(cells) == 4 else []
-            entry = None if label == STOP else Entry(label, level2, level1)
+            if len(cells) not in (4, 5):
+                raise LexiconError(f"{where}, line {number}: expected 4 or 5 tab-separated cells "
+                                   f"(label, level2, level1, valence[, forms]), got {len(cells)}")
+            label, level2, level1, valence = (c.strip() for c in cells[:4])
+            if label != STOP and valence not in VALENCES:
+                raise LexiconError(f"{where}, line {number}: valence {valence!r} of {label!r} is not one of "
+                                   f"{', '.join(VALENCES)}")
+            extra = [f.strip().lower() for f in cells[4].split(",")] if len(cells) == 5 else []
+            entry = None if label == STOP else Entry(label, level2, level1, valence)
             if entry is not None:
                 if label in labels:
                     raise LexiconError(f"{where}, line {number}: label {label!r} is listed twice")

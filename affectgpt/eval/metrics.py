@@ -11,6 +11,9 @@ synonym groups such as anxious/worried/nervous; level 1: the wheel's core emotio
 over the samples whose G is non-empty. Samples with empty G have no recall; they are counted and reported
 apart (``empty_gt``: how many, and how often the prediction is empty too), never dropped silently. Level 2
 is the headline (it plays the role of the papers' GPT synonym grouping); level 1 is the coarse view.
+
+With several emotion wheels (``affectgpt.eval.wheels``) each wheel is scored apart (``wheels``) and the
+top-level numbers are their mean, as MER-UniBench's "M-avg" (no interval: the wheels' intervals are kept).
 """
 
 from __future__ import annotations
@@ -21,13 +24,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from affectgpt.eval.lexicon import Lexicon, default_lexicon
+from affectgpt.eval.wheels import LEVELS, Wheel
 
-LEVELS = ("level2", "level1")
 METRICS = ("accuracy_s", "recall_s", "avg", "f_s")
-
-
-def groups(labels: Sequence[str], level: str, lexicon: Lexicon) -> set[str]:
-    return {getattr(lexicon.normalise(w), level) for w in labels}
 
 
 def per_sample(gt: list[set[str]], pred: list[set[str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -63,11 +62,14 @@ def emer_metrics(
     lexicon: Lexicon | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
+    wheels: Sequence[Wheel] | None = None,
 ) -> dict:
-    """All metrics for aligned lists of ground-truth and predicted label lists (one pair per sample)."""
+    """All metrics for aligned lists of ground-truth and predicted label lists (one pair per sample), on
+    ``wheels`` (default: the shipped wheel)."""
     if len(gt) != len(pred):
         raise ValueError(f"{len(gt)} ground-truth samples but {len(pred)} predictions")
     lexicon = lexicon or default_lexicon()
+    wheels = list(wheels or [Wheel.default(lexicon)])
     scored = [i for i, g in enumerate(gt) if g]
     empty = [i for i, g in enumerate(gt) if not g]
     out: dict = {
@@ -79,22 +81,36 @@ def emer_metrics(
         },
         "pred_empty_rate": (sum(1 for i in scored if not pred[i]) / len(scored)) if scored else None,
         "unknown_labels": {
-            "gt": _unknown(gt, lexicon),
-            "pred": _unknown(pred, lexicon),
+            "gt": unknown_labels(gt, lexicon),
+            "pred": unknown_labels(pred, lexicon),
         },
     }
+    per_wheel = {w.name: _wheel_metrics(w, [gt[i] for i in scored], [pred[i] for i in scored], bootstrap, seed)
+                 for w in wheels}
+    if len(wheels) == 1:
+        out.update(per_wheel[wheels[0].name])
+    else:
+        out["wheels"] = per_wheel
+        for level in LEVELS:
+            out[level] = None if not scored else {
+                k: float(np.mean([m[level][k] for m in per_wheel.values()])) for k in METRICS}
+    if bootstrap:
+        out["bootstrap"] = {"samples": bootstrap, "confidence": 0.95, "seed": seed}
+    return out
+
+
+def _wheel_metrics(wheel: Wheel, gt: list[Sequence[str]], pred: list[Sequence[str]], bootstrap: int,
+                   seed: int) -> dict:
+    out: dict = {"outside_wheel": {"gt": wheel.outside(gt), "pred": wheel.outside(pred)}}
     for level in LEVELS:
-        if not scored:
+        if not gt:
             out[level] = None
             continue
-        precision, recall = per_sample(
-            [groups(gt[i], level, lexicon) for i in scored], [groups(pred[i], level, lexicon) for i in scored]
-        )
+        precision, recall = per_sample([wheel.groups_of(g, level) for g in gt],
+                                       [wheel.groups_of(p, level) for p in pred])
         out[level] = summarise(precision, recall)
         if bootstrap:
             out[level]["ci95"] = bootstrap_ci(precision, recall, samples=bootstrap, seed=seed)
-    if bootstrap:
-        out["bootstrap"] = {"samples": bootstrap, "confidence": 0.95, "seed": seed}
     return out
 
 
@@ -114,6 +130,6 @@ def _f(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
 
 
-def _unknown(label_lists: Sequence[Sequence[str]], lexicon: Lexicon) -> dict[str, int]:
+def unknown_labels(label_lists: Sequence[Sequence[str]], lexicon: Lexicon) -> dict[str, int]:
     counts = Counter(w for ls in label_lists for w in ls if not lexicon.is_known(lexicon.normalise(w).label))
     return dict(counts.most_common())

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Literal
 
 from affectgpt.eval.extract import Extractor, LexiconExtractor
-from affectgpt.eval.metrics import LEVELS, METRICS, emer_metrics, most_frequent_labels
+from affectgpt.eval.metrics import LEVELS, METRICS, most_frequent_labels
 from affectgpt.eval.tables import Row, TableError, read_table
+from affectgpt.eval.tasks import score_task
+from affectgpt.eval.wheels import Wheel
 
 Source = Literal["auto", "labels", "description"]
 
@@ -24,8 +26,11 @@ def evaluate(
     train_labels: Sequence[Sequence[str]] | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
+    task: str = "open_vocabulary",
+    wheels: Sequence[Wheel] | None = None,
 ) -> dict:
-    """Metrics of ``predictions`` (name -> labels) against ``ground_truth`` (name -> labels).
+    """Metrics of ``predictions`` (name -> labels) against ``ground_truth`` (name -> labels) for ``task``
+    (``affectgpt.eval.tasks``) on ``wheels`` (default: the shipped wheel).
 
     With ``train_labels``, also the constant baseline that predicts the most frequent training labels for
     every sample, scored by the same code. Raises ValueError naming missing or extra sample names.
@@ -33,10 +38,11 @@ def evaluate(
     _check_names(set(ground_truth), set(predictions), "ground truth", "predictions")
     names = sorted(ground_truth)  # bootstrap draws then depend on the samples, not on their file order
     gt = [list(ground_truth[n]) for n in names]
-    result = {"model": emer_metrics(gt, [list(predictions[n]) for n in names], bootstrap=bootstrap, seed=seed)}
+    scoring = {"task": task, "wheels": wheels, "bootstrap": bootstrap, "seed": seed}
+    result = {"model": score_task(gt=gt, pred=[list(predictions[n]) for n in names], **scoring)}
     if train_labels is not None:
         constant = most_frequent_labels(train_labels)
-        baseline = emer_metrics(gt, [constant] * len(gt), bootstrap=bootstrap, seed=seed)
+        baseline = score_task(gt=gt, pred=[constant] * len(gt), **scoring)
         result["baselines"] = {"most_frequent": {"labels": constant, **baseline}}
     return result
 
@@ -65,6 +71,8 @@ def score_tables(
     extractor: Extractor | None = None,
     train_path: str | Path | None = None,
     bootstrap: int = 1000,
+    task: str = "open_vocabulary",
+    wheels: Sequence[Wheel] | None = None,
 ) -> dict:
     """Read and score two tables (and, with ``train_path``, the most-frequent baseline from its labels)."""
     extractor = extractor or LexiconExtractor()
@@ -77,14 +85,17 @@ def score_tables(
     if train_path is not None:
         train_rows = read_table(train_path)
         train = list(table_labels(train_rows, "auto", extractor, Path(train_path)).values())
-    result = evaluate(gt, pred, train_labels=train, bootstrap=bootstrap)
+    result = evaluate(gt, pred, train_labels=train, bootstrap=bootstrap, task=task, wheels=wheels)
     result["inputs"] = {"gt": str(gt_path), "pred": str(pred_path), "train": str(train_path) if train_path else None}
     return result
 
 
 def format_table(result: dict) -> str:
-    """A plain-text table: one row per system (model, baselines), one column per level and metric."""
+    """A plain-text table: one row per system (model, baselines), one column per level and metric (the
+    task's own metrics for discrete and sentiment corpora)."""
     systems = {"model": result["model"], **result.get("baselines", {})}
+    if result["model"].get("task", "open_vocabulary") != "open_vocabulary":
+        return _format_task_table(systems)
     head = f"{'system':<14}" + "".join(f"{lvl + ' ' + m:>20}" for lvl in LEVELS for m in METRICS)
     lines = [head]
     for name, m in systems.items():
@@ -104,6 +115,21 @@ def format_table(result: dict) -> str:
         f"samples: {model['n']} ({model['n_scored']} scored; {empty['n']} with empty ground truth, "
         f"{empty['pred_empty']} of them with an empty prediction too)"
     )
+    return "\n".join(lines)
+
+
+TASK_COLUMNS = {"discrete": ("hit_rate", "accuracy", "single_group_rate"), "sentiment": ("weighted_f1", "accuracy")}
+
+
+def _format_task_table(systems: dict[str, dict]) -> str:
+    model = next(iter(systems.values()))
+    columns = TASK_COLUMNS[model["task"]]
+    lines = [f"{'system':<14}" + "".join(f"{c:>20}" for c in columns)]
+    for name, m in systems.items():
+        lines.append(f"{name:<14}" + "".join(("n/a" if m[c] is None else f"{m[c]:.3f}").rjust(20) for c in columns))
+    unknown = sum(model["unknown_labels"]["pred"].values())
+    lines.append(f"task {model['task']}: {model['n']} samples, {model['n_scored']} scored; "
+                 f"{model['pred_empty']} empty predictions; {unknown} predicted words outside the lexicon")
     return "\n".join(lines)
 
 

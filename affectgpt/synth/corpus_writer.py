@@ -3,7 +3,10 @@
     OUT/videos/<name>.mp4     H.264 video of a drawn face + AAC voice-like audio
     OUT/coarse.csv            EMER-Coarse style: short automatic descriptions, noisy labels
     OUT/fine.csv              EMER-Fine style: multi-clue reasoning descriptions, clean labels
+    OUT/val.csv               EMER-Fine style clips held out of fine.csv, to select checkpoints on
     OUT/test.csv              held-out clips, EMER-Fine style, for evaluation
+    OUT/test_discrete.csv     with ``task_variants``: the test clips labelled with their one base emotion
+    OUT/test_sentiment.csv    ... and with its valence (positive / negative / neutral), for the benchmark tasks
 
 All CSVs have columns ``name,subtitle,description,labels`` (labels comma-separated). Every sample draws from
 its own RNG seeded by (seed, index), so the corpus is byte-identical for a seed whatever the worker count, and
@@ -33,7 +36,7 @@ from affectgpt.synth.voice import synthesize_voice
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("name", "subtitle", "description", "labels")
-SPLITS = ("coarse", "fine", "test")
+SPLITS = ("coarse", "fine", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,11 @@ class SynthConfig:
     sample_rate: int = 22050  # stored rate; the pack job resamples to the model's rate, as for real clips
     label_noise: float = 0.25
     fine_fraction: float = 0.15
+    val_fraction: float = 0.2  # share of the fine clips held out as the validation split
     test_fraction: float = 0.15
     mixed_fraction: float = 0.15  # samples that carry a second, weaker emotion
     workers: int = 1
+    task_variants: bool = False  # also write test_discrete.csv and test_sentiment.csv
 
     def __post_init__(self) -> None:
         if self.num < 1:
@@ -58,13 +63,16 @@ class SynthConfig:
             raise ValueError(f"label_noise must be in [0, 1], got {self.label_noise}")
         if self.fine_fraction < 0 or self.test_fraction < 0 or self.fine_fraction + self.test_fraction > 1:
             raise ValueError("fine_fraction and test_fraction must be >= 0 and sum to at most 1")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.fps < 1 or self.seconds <= 0 or self.size < 32:
             raise ValueError("fps >= 1, seconds > 0 and size >= 32 are required")
 
     def split_sizes(self) -> dict[str, int]:
         fine = round(self.num * self.fine_fraction)
+        val = round(fine * self.val_fraction)
         test = round(self.num * self.test_fraction)
-        return {"coarse": self.num - fine - test, "fine": fine, "test": test}
+        return {"coarse": self.num - fine - test, "fine": fine - val, "val": val, "test": test}
 
 
 @dataclass(frozen=True)
@@ -184,9 +192,25 @@ def write_corpus(cfg: SynthConfig) -> dict[str, int]:
     results = _run(jobs, cfg.workers)
     for (_, _, split), row in tqdm(zip(jobs, results, strict=True), total=cfg.num, desc="synth", unit="clip"):
         rows[split].append(row)
-    for split in SPLITS:
-        write_csv(cfg.out / f"{split}.csv", rows[split])
+    if cfg.task_variants:
+        rows.update(task_variants(cfg, rows["test"]))
+    for split, split_rows in rows.items():
+        write_csv(cfg.out / f"{split}.csv", split_rows)
     return {s: len(r) for s, r in rows.items()}
+
+
+def task_variants(cfg: SynthConfig, test_rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+    """The test clips relabelled for the discrete task (the base emotion's word) and for the sentiment task
+    (that word's valence in the lexicon); names, videos, subtitles and descriptions stay the same."""
+    from affectgpt.eval.lexicon import default_lexicon
+
+    lexicon = default_lexicon()
+    discrete, sentiment = [], []
+    for row in test_rows:
+        word = VOCABULARY[plan_sample(cfg, int(row["name"].split("_")[1]), "test").base][0]
+        discrete.append({**row, "labels": word})
+        sentiment.append({**row, "labels": lexicon.normalise(word).valence})
+    return {"test_discrete": discrete, "test_sentiment": sentiment}
 
 
 def _run(jobs: list[tuple[SynthConfig, int, str]], workers: int):

@@ -132,11 +132,14 @@ def test_lemmatiser_proposes_regular_derivations_only():
 
 def test_bad_lexicon_file_names_the_line(tmp_path):
     path = tmp_path / "lex.tsv"
-    path.write_text("# comment\nhappy\tjoyful\thappy\tglad\nglad-ish\tjoyful\n", encoding="utf-8")
+    path.write_text("# comment\nhappy\tjoyful\thappy\tpositive\tglad\nglad-ish\tjoyful\n", encoding="utf-8")
     with pytest.raises(LexiconError, match=r"lex.tsv, line 3"):
         Lexicon.load(path)
-    path.write_text("happy\tjoyful\thappy\tglad\nsad\tsad\tsad\tglad\n", encoding="utf-8")
+    path.write_text("happy\tjoyful\thappy\tpositive\tglad\nsad\tsad\tsad\tnegative\tglad\n", encoding="utf-8")
     with pytest.raises(LexiconError, match=r"line 2: form 'glad' already maps"):
+        Lexicon.load(path)
+    path.write_text("happy\tjoyful\thappy\tglad\n", encoding="utf-8")  # the valence column is missing
+    with pytest.raises(LexiconError, match=r"line 1: valence 'glad' of 'happy' is not one of"):
         Lexicon.load(path)
 
 

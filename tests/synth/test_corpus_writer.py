@@ -6,7 +6,7 @@ import pytest
 
 from affectgpt.corpus import read_split
 from affectgpt.media import decode_clip
-from affectgpt.synth.corpus_writer import SynthConfig, plan_sample, write_corpus
+from affectgpt.synth.corpus_writer import SynthConfig, plan_sample, task_variants, write_corpus
 from affectgpt.synth.emotions import BASE_WEIGHTS, BASES, VOCABULARY
 from affectgpt.synth.face import Identity, render_face
 from affectgpt.synth.voice import synthesize_voice
@@ -14,7 +14,7 @@ from affectgpt.synth.voice import synthesize_voice
 
 def test_corpus_layout_and_decoding(synth_corpus):
     total = 0
-    for split, expected in {"coarse": 28, "fine": 6, "test": 6}.items():
+    for split, expected in {"coarse": 28, "fine": 5, "val": 1, "test": 6}.items():
         records = read_split(synth_corpus, split)
         assert len(records) == expected
         total += len(records)
@@ -99,6 +99,22 @@ def test_cues_separate_emotions_in_pixels_and_audio():
     low = synthesize_voice(BASES["sad"], 1.0, 2.0, 16000, np.random.default_rng(2))
     assert pitch(high) > 1.3 * pitch(low)
     assert np.sqrt((high**2).mean()) > np.sqrt((low**2).mean())
+
+
+def test_val_split_and_task_variants(tmp_path):
+    from affectgpt.eval.lexicon import VALENCES
+
+    assert SynthConfig(out=tmp_path, num=200).split_sizes() == {"coarse": 140, "fine": 24, "val": 6, "test": 30}
+    # the validation clips come out of the fine share: coarse and test keep their size and members
+    assert SynthConfig(out=tmp_path, num=200, val_fraction=0).split_sizes()["fine"] == 30
+    test = [{"name": f"sample_{i:08d}", "subtitle": "s", "description": "d", "labels": "x"} for i in range(30)]
+    variants = task_variants(SynthConfig(out=tmp_path, num=30, seed=0), test)
+    bases = [plan_sample(SynthConfig(out=tmp_path, num=30, seed=0), i, "test").base for i in range(30)]
+    assert [r["labels"] for r in variants["test_discrete"]] == [VOCABULARY[b][0] for b in bases]
+    sentiment = [r["labels"] for r in variants["test_sentiment"]]
+    assert set(sentiment) <= set(VALENCES) and {"positive", "negative"} <= set(sentiment)
+    assert all(s == "positive" for s, b in zip(sentiment, bases, strict=True) if b == "happy")
+    assert [r["description"] for r in variants["test_discrete"]] == ["d"] * 30
 
 
 def test_csv_columns(synth_corpus):
