@@ -1,12 +1,15 @@
-"""Extract the emotion labels that English descriptions attribute to the person.
+"""Extract the emotion labels that descriptions (English or Chinese) attribute to the person.
 
 Prints one JSON object per input, {"labels": [...], "groups": [...]} (groups: level-1 emotion-wheel groups).
 The default extractor is the project's lexicon (offline, deterministic); --llm-url or --llm-model use an LLM
-instead (the EMER papers' protocol), with replies cached on disk.
+instead (the EMER papers' protocol), with replies cached on disk. The language of each description is
+detected (--lang auto), so a file may mix English and Chinese rows; Chinese labels land on the same wheel.
 
 Examples:
   affectgpt labels --text "She smiles, but her voice is not happy; she seems anxious."
+  affectgpt labels --text "她笑了，但声音并不开心，似乎有些焦虑。"
   affectgpt labels --csv final-EMER-reason.csv --out labels.csv      # reads its 'english' column
+  affectgpt labels --csv final-EMER-reason.csv --column chinese --out labels-zh.csv
   affectgpt labels --text "..." --explain        # every lexicon match with its attribution status
 """
 
@@ -33,7 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
-    """Options that choose the extractor; shared by ``labels`` and ``score``."""
+    """Options that choose the extractor; shared by ``labels``, ``score`` and ``eval``."""
+    p.add_argument("--lang", choices=["auto", "en", "zh"], default="auto",
+                   help="language of the descriptions for the lexicon's scope rules; auto detects it per "
+                        "description (default: auto)")
     g = p.add_argument_group("LLM extractor (default: the lexicon)")
     g.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--llm-model", help="served model name (with --llm-url) or a local HF model dir / .gguf file")
@@ -47,7 +53,7 @@ def build_extractor(args: argparse.Namespace):
     from affectgpt.eval.extract import LexiconExtractor
 
     if not args.llm_url and not args.llm_model:
-        return LexiconExtractor()
+        return LexiconExtractor(lang=args.lang)
     from affectgpt.eval.llm_extract import LLMExtractor, LLMExtractorConfig
 
     cfg = LLMExtractorConfig(
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     for text, result in zip(texts, results, strict=True):
         print(json.dumps(result.to_json(), ensure_ascii=False))
         if args.explain and isinstance(extractor, LexiconExtractor):
+            print(f"  language   {extractor.language(text)}")
             for m in extractor.mentions(text):
                 print(f"  {m.status:10} {m.label:14} {m.form!r} @{m.start}")
     if args.out:

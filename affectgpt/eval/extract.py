@@ -1,23 +1,29 @@
-"""Emotion labels that an English description attributes to the person, by lexicon and scope rules.
+"""Emotion labels that a description (English or Chinese) attributes to the person, by lexicon and scope rules.
 
-Every lexicon match becomes a Mention with a status; only ``person`` mentions are the person's labels.
+Every lexicon match becomes a Mention with a status; only ``person`` mentions are the person's labels. The
+rules are one implementation for every language; ``languages`` holds each language's words (below, English
+examples first, Chinese after the slash).
 
-* ``quoted``: inside double quotes (straight or curly) - the subtitle's words, not the person's state.
+* ``quoted``: inside double quotes (straight or curly) or corner brackets 「」『』 - the subtitle's words, not
+  the person's state.
 * ``negated``: after a negator in the same clause ("not happy", "no sign of fear", "without nervousness or
-  unease", "less optimistic", "rather than angry"). The scope runs to the end of the clause: punctuation,
-  a contrastive or subordinating word (but, though, while, which ...), or a concealment verb (below).
-  "not only" and "a little" are not negators.
-* ``pretended``: after pretend/feign/fake/forced in the same clause - shown, not felt.
+  unease", "less optimistic", "rather than angry" / 不开心... 没有紧张或不安, 并非愤怒, 毫无笑意). The scope
+  runs to the end of the clause: punctuation (, . ; ! ? / ，。；！？), a contrastive or subordinating word (but,
+  though, which ... / 但是, 而是, 因为 ...), or a concealment verb (below). "not only", "a little" / 不断,
+  不仅, 忍不住 are not negators, and a form that starts with a negator (不安 uneasy, 无奈 helpless) is that form.
+* ``pretended``: after pretend/feign/fake/forced / 假装, 故作 in the same clause - shown, not felt.
 * ``not_person``: the word qualifies a thing or a body part, not the person ("a tense atmosphere", "a
-  serious issue", "the mouth is tense").
+  serious issue", "the mouth is tense" / 紧张的气氛, 严肃的问题, 气氛很紧张).
 * ``person``: everything else, including:
-  - hedged emotions ("may indicate anxiety", "a hint of teasing"): EMER descriptions hedge nearly every
-    inference, and the annotated labels include those emotions, so hedges keep them;
-  - concealed emotions ("tries to hide his anxiety", "cannot hide her joy"): hiding implies feeling, so a
-    concealment verb keeps what follows and ends any negation before it.
+  - hedged emotions ("may indicate anxiety", "a hint of teasing" / 似乎, 可能, 有些, 一丝): EMER descriptions
+    hedge nearly every inference, and the annotated labels include those emotions, so hedges keep them;
+  - concealed emotions ("tries to hide his anxiety", "cannot hide her joy" / 掩饰, 无法掩饰): hiding implies
+    feeling, so a concealment verb keeps what follows and ends any negation before it.
+
+The language of each text is detected (``languages.detect``) unless the extractor is given one.
 
 Limits, knowingly: unquoted subtitle text and emotions of other people in the scene ("the other person is
-angry") are attributed to the person; irony is not detected.
+angry" / 对方很生气) are attributed to the person; irony is not detected.
 """
 
 from __future__ import annotations
@@ -26,42 +32,15 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from affectgpt.eval.languages import LANGS, QUOTES, RULES, Phrases, Rules, detect
 from affectgpt.eval.lexicon import Entry, Lexicon, default_lexicon
 
-NEGATORS = frozenset(
-    "not no never without nor neither none nothing hardly barely lacks lack lacking absence less "
-    "cannot".split()
+# a Latin word (hyphens and apostrophes inside), one Han character, or a punctuation mark that ends a clause;
+# the enumeration comma 、 is not one of them (没有紧张、不安: the negation runs on)
+_TOKEN = re.compile(
+    r"[A-Za-z]+(?:['\u2019-][A-Za-z]+)*|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+    r"|[.,;:!?()\[\]\uff0c\u3002\uff1b\uff1a\uff01\uff1f\uff08\uff09\u2026]"
 )
-NEGATING_PHRASES = (("rather", "than"), ("instead", "of"), ("free", "of"), ("no", "longer"))
-NOT_NEGATING = (("not", "only"), ("a", "little"), ("no", "doubt"), ("nothing", "but"))
-PRETENCE = frozenset(
-    "pretend pretends pretended pretending feign feigns feigned feigning fake faked faking forced".split()
-)
-CONCEALMENT = frozenset(
-    "hide hides hid hidden hiding conceal conceals concealed concealing suppress suppresses suppressed "
-    "suppressing mask masks masked masking contain contains contained containing restrain restrains "
-    "restrained restraining".split()
-)
-CLAUSE_WORDS = frozenset(
-    "but yet however although though while whereas which who because since then therefore thus "
-    "whether if when".split()
-)
-# Things and body parts an emotion word may qualify without being the person's state.
-NOT_PERSON_NOUNS = frozenset(
-    "atmosphere situation situations topic topics issue issues matter matters problem problems question "
-    "questions conversation conversations discussion discussions scene scenes environment setting "
-    "background music news story stories event events moment moments film movie lighting weather place "
-    "room outcome results result task work thing things relationship relationships subject "
-    "mouth lips jaw jaws muscles muscle shoulders shoulder neck hands hand fists fingers brow brows "
-    "eyebrows forehead body".split()
-)
-COPULAS = frozenset("is are was were be been seems seem appears appear looks look remains remain becomes".split())
-MODIFIERS = frozenset(
-    "very slightly somewhat rather quite a bit little too so more most extremely also still and or "
-    "relatively fairly increasingly particularly clearly obviously visibly".split()
-)
-_QUOTES = re.compile(r'"[^"]*"|\u201c[^\u201d]*\u201d|\u300c[^\u300d]*\u300d')
-_TOKEN = re.compile(r"[A-Za-z]+(?:['\u2019-][A-Za-z]+)*|[.,;:!?()\[\]]")
 
 
 @dataclass(frozen=True)
@@ -102,10 +81,16 @@ def _extraction(entries: list[Entry]) -> Extraction:
 
 
 class LexiconExtractor:
-    """The deterministic, offline default extractor."""
+    """The deterministic, offline default extractor; ``lang`` is "en", "zh" or "auto" (detected per text)."""
 
-    def __init__(self, lexicon: Lexicon | None = None):
+    def __init__(self, lexicon: Lexicon | None = None, lang: str = "auto"):
+        if lang != "auto" and lang not in RULES:
+            raise ValueError(f"unknown language {lang!r}: expected auto or one of {', '.join(LANGS)}")
         self.lexicon = lexicon or default_lexicon()
+        self.lang = lang
+
+    def language(self, text: str) -> str:
+        return detect(text) if self.lang == "auto" else self.lang
 
     def extract(self, text: str) -> Extraction:
         entries = [self.lexicon.labels[m.label] for m in self.mentions(text) if m.status == "person"]
@@ -115,8 +100,9 @@ class LexiconExtractor:
         return [self.extract(t) for t in texts]
 
     def mentions(self, text: str) -> list[Mention]:
-        """Every lexicon match in ``text`` with its attribution status."""
-        quoted = [m.span() for m in _QUOTES.finditer(text)]
+        """Every lexicon match in ``text`` with its attribution status, by the rules of the text's language."""
+        rules = RULES[self.language(text)]
+        quoted = [m.span() for m in QUOTES.finditer(text)]
         toks = [(m.group().lower().replace("\u2019", "'"), m.start(), m.end()) for m in _TOKEN.finditer(text)]
         words = [t[0] for t in toks]
         out: list[Mention] = []
@@ -125,16 +111,16 @@ class LexiconExtractor:
         while i < len(toks):
             word, start, _ = toks[i]
             in_quote = any(a <= start < b for a, b in quoted)
-            if _is_boundary(word) or in_quote != was_quoted:
+            if _is_boundary(words, i, rules) or in_quote != was_quoted:
                 negated = pretended = False  # a clause, or a quotation, starts or ends here
             was_quoted = in_quote
-            if word in CONCEALMENT:
-                negated = False
-            if _negates(words, i):
-                negated = True
-            if word in PRETENCE:
-                pretended = True
             entry, n = self._match(words, i)
+            if _starts(words, i, rules.concealment):
+                negated = False
+            if n == 0 and _negates(words, i, rules):
+                negated = True
+            if _starts(words, i, rules.pretence):
+                pretended = True
             if entry is None:
                 i += max(n, 1)
                 continue
@@ -145,7 +131,7 @@ class LexiconExtractor:
                 status = "negated"
             elif pretended:
                 status = "pretended"
-            elif _qualifies_thing(words, i, n, self.lexicon):
+            elif self._qualifies_thing(words, i, n, rules):
                 status = "not_person"
             else:
                 status = "person"
@@ -154,36 +140,78 @@ class LexiconExtractor:
         return out
 
     def _match(self, words: list[str], i: int) -> tuple[Entry | None, int]:
-        """The longest lexicon form starting at token i: (entry, length); stop forms give (None, length)."""
+        """The longest lexicon form starting at token i: (entry, length); stop forms give (None, length),
+        no form (None, 0)."""
         for n in range(min(self.lexicon.max_words, len(words) - i), 1, -1):
             key = tuple(words[i : i + n])
             if key in self.lexicon.forms:
                 return self.lexicon.forms[key], n
-        return self.lexicon.lookup(words[i]), 1
+        if (words[i],) in self.lexicon.forms:
+            return self.lexicon.forms[(words[i],)], 1
+        entry = self.lexicon.lookup(words[i])
+        return entry, int(entry is not None)
+
+    def _form_ending(self, words: list[str], j: int) -> int:
+        """Length of the longest emotion form that ends at token j (0: none)."""
+        for n in range(min(self.lexicon.max_words, j + 1), 1, -1):
+            if self.lexicon.forms.get(tuple(words[j - n + 1 : j + 1])):
+                return n
+        return int(self.lexicon.lookup(words[j]) is not None)
+
+    def _qualifies_thing(self, words: list[str], i: int, n: int, rules: Rules) -> bool:
+        """Whether the emotion word at i..i+n qualifies a thing or body part: "tense atmosphere", "mouth is
+        tense" / 紧张的气氛, 气氛很紧张. Walks over modifiers and other emotion words to the noun."""
+        j = i + n  # forwards: "a tense or serious atmosphere", 紧张而严肃的气氛
+        while j < len(words) and j < i + n + 6:
+            step = _starts(words, j, rules.modifiers) or self._match(words, j)[1]
+            if not step:
+                break
+            j += step
+        if _starts(words, j, rules.not_person_nouns):
+            return True
+        j = i - 1  # backwards: "the atmosphere is tense and serious", 气氛显得有些紧张
+        while j >= 0 and j > i - 8:
+            adverb = rules.adverb_suffix and words[j].endswith(rules.adverb_suffix)
+            step = _ends(words, j, rules.modifiers) or int(bool(adverb)) or self._form_ending(words, j)
+            if not rules.copula_required:
+                step = step or _ends(words, j, rules.copulas)
+            if not step:
+                break
+            j -= step
+        if rules.copula_required:
+            copula = _ends(words, j, rules.copulas)
+            return bool(copula) and bool(_ends(words, j - copula, rules.not_person_nouns))
+        return bool(_ends(words, j, rules.not_person_nouns))
 
 
-def _is_boundary(word: str) -> bool:
-    return word in CLAUSE_WORDS or not word[0].isalpha()
+def _starts(words: list[str], i: int, phrases: Phrases) -> int:
+    """Length of the longest phrase of ``phrases`` that starts at token i (0: none)."""
+    best = 0
+    for p in phrases:
+        if len(p) > best and tuple(words[i : i + len(p)]) == p:
+            best = len(p)
+    return best
 
 
-def _negates(words: list[str], i: int) -> bool:
-    pair = tuple(words[i : i + 2])
-    previous = tuple(words[max(i - 1, 0) : i + 1])
-    if pair in NOT_NEGATING or previous in NOT_NEGATING:
-        return False
-    return words[i] in NEGATORS or words[i].endswith("n't") or pair in NEGATING_PHRASES
+def _ends(words: list[str], j: int, phrases: Phrases) -> int:
+    """Length of the longest phrase of ``phrases`` that ends at token j (0: none)."""
+    best = 0
+    for p in phrases:
+        if len(p) > best and j + 1 >= len(p) and tuple(words[j - len(p) + 1 : j + 1]) == p:
+            best = len(p)
+    return best
 
 
-def _qualifies_thing(words: list[str], i: int, n: int, lexicon: Lexicon) -> bool:
-    """Whether the emotion word at i..i+n qualifies a thing/body part: "tense atmosphere", "mouth is tense"."""
-    j = i + n  # forwards over coordinated adjectives: "a tense or serious atmosphere"
-    while j < len(words) and j < i + n + 4 and (words[j] in MODIFIERS or lexicon.lookup(words[j])):
-        j += 1
-    if j < len(words) and words[j] in NOT_PERSON_NOUNS:
+def _is_boundary(words: list[str], i: int, rules: Rules) -> bool:
+    return not words[i][0].isalpha() or bool(_starts(words, i, rules.clause_words))
+
+
+def _negates(words: list[str], i: int, rules: Rules) -> bool:
+    """Whether a negator starts at token i and no non-negating phrase covers it ("not only", 不断)."""
+    for p in rules.not_negating:
+        for k in range(len(p)):
+            if i - k >= 0 and tuple(words[i - k : i - k + len(p)]) == p:
+                return False
+    if rules.negating_suffix and words[i].endswith(rules.negating_suffix):
         return True
-    j = i - 1  # backwards to a copula: "the atmosphere is tense and serious"
-    while j >= 0 and j > i - 7 and (words[j] in MODIFIERS or words[j].endswith("ly") or lexicon.lookup(words[j])):
-        j -= 1
-    if j >= 1 and words[j] in COPULAS:
-        return words[j - 1] in NOT_PERSON_NOUNS
-    return False
+    return bool(_starts(words, i, rules.negators))
