@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from affectgpt.eval.languages import LANGS, QUOTES, RULES, Phrases, Rules, detect
+from affectgpt.eval.languages import LANGS, QUOTES, RULES, Rules, detect
 from affectgpt.eval.lexicon import Entry, Lexicon, default_lexicon
 
 # a Latin word (hyphens and apostrophes inside), one Han character, or a punctuation mark that ends a clause;
@@ -115,11 +115,11 @@ class LexiconExtractor:
                 negated = pretended = False  # a clause, or a quotation, starts or ends here
             was_quoted = in_quote
             entry, n = self._match(words, i)
-            if _starts(words, i, rules.concealment):
+            if rules.concealment.starting(words, i):
                 negated = False
             if n == 0 and _negates(words, i, rules):
                 negated = True
-            if _starts(words, i, rules.pretence):
+            if rules.pretence.starting(words, i):
                 pretended = True
             if entry is None:
                 i += max(n, 1)
@@ -163,55 +163,35 @@ class LexiconExtractor:
         tense" / 紧张的气氛, 气氛很紧张. Walks over modifiers and other emotion words to the noun."""
         j = i + n  # forwards: "a tense or serious atmosphere", 紧张而严肃的气氛
         while j < len(words) and j < i + n + 6:
-            step = _starts(words, j, rules.modifiers) or self._match(words, j)[1]
+            step = rules.modifiers.starting(words, j) or self._match(words, j)[1]
             if not step:
                 break
             j += step
-        if _starts(words, j, rules.not_person_nouns):
+        if rules.not_person_nouns.starting(words, j):
             return True
         j = i - 1  # backwards: "the atmosphere is tense and serious", 气氛显得有些紧张
         while j >= 0 and j > i - 8:
             adverb = rules.adverb_suffix and words[j].endswith(rules.adverb_suffix)
-            step = _ends(words, j, rules.modifiers) or int(bool(adverb)) or self._form_ending(words, j)
+            step = rules.modifiers.ending(words, j) or int(bool(adverb)) or self._form_ending(words, j)
             if not rules.copula_required:
-                step = step or _ends(words, j, rules.copulas)
+                step = step or rules.copulas.ending(words, j)
             if not step:
                 break
             j -= step
         if rules.copula_required:
-            copula = _ends(words, j, rules.copulas)
-            return bool(copula) and bool(_ends(words, j - copula, rules.not_person_nouns))
-        return bool(_ends(words, j, rules.not_person_nouns))
-
-
-def _starts(words: list[str], i: int, phrases: Phrases) -> int:
-    """Length of the longest phrase of ``phrases`` that starts at token i (0: none)."""
-    best = 0
-    for p in phrases:
-        if len(p) > best and tuple(words[i : i + len(p)]) == p:
-            best = len(p)
-    return best
-
-
-def _ends(words: list[str], j: int, phrases: Phrases) -> int:
-    """Length of the longest phrase of ``phrases`` that ends at token j (0: none)."""
-    best = 0
-    for p in phrases:
-        if len(p) > best and j + 1 >= len(p) and tuple(words[j - len(p) + 1 : j + 1]) == p:
-            best = len(p)
-    return best
+            copula = rules.copulas.ending(words, j)
+            return bool(copula) and bool(rules.not_person_nouns.ending(words, j - copula))
+        return bool(rules.not_person_nouns.ending(words, j))
 
 
 def _is_boundary(words: list[str], i: int, rules: Rules) -> bool:
-    return not words[i][0].isalpha() or bool(_starts(words, i, rules.clause_words))
+    return not words[i][0].isalpha() or bool(rules.clause_words.starting(words, i))
 
 
 def _negates(words: list[str], i: int, rules: Rules) -> bool:
     """Whether a negator starts at token i and no non-negating phrase covers it ("not only", 不断)."""
-    for p in rules.not_negating:
-        for k in range(len(p)):
-            if i - k >= 0 and tuple(words[i - k : i - k + len(p)]) == p:
-                return False
+    if rules.not_negating.covering(words, i):
+        return False
     if rules.negating_suffix and words[i].endswith(rules.negating_suffix):
         return True
-    return bool(_starts(words, i, rules.negators))
+    return bool(rules.negators.starting(words, i))
