@@ -96,7 +96,9 @@ ENGLISH = Rules(
         "very, slightly, somewhat, rather, quite, a, bit, little, too, so, more, most, extremely, also, still, "
         "and, or, relatively, fairly, increasingly, particularly, clearly, obviously, visibly"
     ),
-    copulas=Phrases("is, are, was, were, be, been, seems, seem, appears, appear, looks, look, remains, remain, becomes"),
+    copulas=Phrases(
+        "is, are, was, were, be, been, seems, seem, appears, appear, looks, look, remains, remain, becomes"
+    ),
     copula_required=True,
     negating_suffix="n't",
     adverb_suffix="ly",

@@ -138,7 +138,8 @@ def test_translation_file_errors_name_the_line(tmp_path):
 
 def test_labels_cli_mixed_file_row_by_row(tmp_path, capsys):
     src, out = tmp_path / "mixed.csv", tmp_path / "out.csv"
-    src.write_text('name,description\na,"He is not angry, just tired."\nb,"她并不生气，只是很疲惫。"\n', encoding="utf-8")
+    rows = 'name,description\na,"He is not angry, just tired."\nb,"她并不生气，只是很疲惫。"\n'
+    src.write_text(rows, encoding="utf-8")
     assert main(["labels", "--csv", str(src), "--out", str(out), "--explain"]) == 0
     printed = capsys.readouterr().out
     assert "language   en" in printed and "language   zh" in printed
