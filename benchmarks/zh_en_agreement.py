@@ -20,9 +20,9 @@ import logging
 from pathlib import Path
 
 from affectgpt.eval.extract import LexiconExtractor
-from affectgpt.eval.lexicon import default_lexicon
-from affectgpt.eval.metrics import emer_metrics, groups, most_frequent_labels
+from affectgpt.eval.metrics import emer_metrics, most_frequent_labels
 from affectgpt.eval.tables import read_table
+from affectgpt.eval.wheels import Wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "emer-fine" / "final-EMER-reason.csv"
@@ -77,8 +77,8 @@ def main() -> None:
 
 def _f(reference: list[str], other: list[str], level: str) -> float:
     """Set F of one row's groups at ``level`` (1.0 when both are empty)."""
-    lexicon = default_lexicon()
-    a, b = groups(reference, level, lexicon), groups(other, level, lexicon)
+    wheel = Wheel.default()
+    a, b = wheel.groups_of(reference, level), wheel.groups_of(other, level)
     if not a and not b:
         return 1.0
     return 2 * len(a & b) / (len(a) + len(b))
