@@ -25,26 +25,39 @@ from pathlib import Path
 from typing import Protocol
 
 from affectgpt.eval.extract import Extraction, _extraction
+from affectgpt.eval.languages import detect
 from affectgpt.eval.lexicon import default_lexicon
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = 2  # part of the cache key: bump when the prompt changes
+PROMPT_VERSION = 3  # part of the cache key: bump when the prompt changes
 SYSTEM = (
-    "You read a description of a person in a video clip and list the emotions it attributes to the person. "
-    "Leave out emotions that appear only in quoted subtitles and emotions the description denies. Reply "
-    "with a JSON list of lower-case English emotion words and nothing else, or [] if there are none."
+    "You read a description of a person in a video clip, in English or in Chinese, and list the emotions it "
+    "attributes to the person. Leave out emotions that appear only in quoted subtitles and emotions the "
+    "description denies. Reply with a JSON list of lower-case English emotion words and nothing else, or [] if "
+    "there are none."
 )
 USER = "Description: {text}"
-# One worked example: small models follow the reply format far more reliably after seeing it once.
-EXAMPLE = [
-    {"role": "user", "content": USER.format(text=(
-        'She frowns and her voice trembles. The subtitle says: "I am so happy for you." She is not angry; '
-        "she seems disappointed and anxious."
-    ))},
-    {"role": "assistant", "content": '["disappointed", "anxious"]'},
-]
-_WORD = re.compile(r"^[a-z]+(?:[ -][a-z]+){0,2}$")
+# One worked example in the description's language: small models follow the reply format far more reliably
+# after seeing it once, and an example in the same language shows that the answer is English words anyway.
+EXAMPLES = {
+    "en": [
+        {"role": "user", "content": USER.format(text=(
+            'She frowns and her voice trembles. The subtitle says: "I am so happy for you." She is not angry; '
+            "she seems disappointed and anxious."
+        ))},
+        {"role": "assistant", "content": '["disappointed", "anxious"]'},
+    ],
+    "zh": [
+        {"role": "user", "content": USER.format(text=(
+            "她皱着眉头，声音颤抖。字幕内容：\u201c我真为你高兴。\u201d她并不生气，似乎有些失望和焦虑。"
+        ))},
+        {"role": "assistant", "content": '["disappointed", "anxious"]'},
+    ],
+}
+# a label is 1-3 lower-case English words or, when a model answers in Chinese anyway, one Chinese word; both
+# are normalised onto the lexicon's wheel
+_WORD = re.compile(r"^(?:[a-z]+(?:[ -][a-z]+){0,2}|[\u4e00-\u9fff]{1,6})$")
 _EMPTY_REPLIES = {"[]", "none", "no emotions", "none.", "n/a"}
 
 
@@ -97,8 +110,7 @@ class LLMExtractor:
         cached = self._cache_read(text)
         if cached is not None:
             return _to_extraction(cached)
-        question = {"role": "user", "content": USER.format(text=text)}
-        messages = [{"role": "system", "content": SYSTEM}, *EXAMPLE, question]
+        messages = prompt(text)
         last_error: LLMError | None = None
         for attempt in range(self.cfg.retries + 1):
             if attempt and last_error is not None:
@@ -127,7 +139,7 @@ class LLMExtractor:
         return out
 
     def cache_key(self, text: str) -> str:
-        blob = json.dumps([self.backend.name, PROMPT_VERSION, SYSTEM, EXAMPLE, USER, text], ensure_ascii=False)
+        blob = json.dumps([self.backend.name, PROMPT_VERSION, prompt(text)], ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def _cache_path(self, text: str) -> Path | None:
@@ -158,13 +170,20 @@ class LLMExtractor:
         os.replace(tmp, path)  # atomic: a crash never leaves a half-written entry
 
 
+def prompt(text: str) -> list[dict[str, str]]:
+    """The chat messages that ask for the labels of ``text``: instructions, the worked example in the text's
+    language, the text."""
+    question = {"role": "user", "content": USER.format(text=text)}
+    return [{"role": "system", "content": SYSTEM}, *EXAMPLES[detect(text)], question]
+
+
 def parse_reply(reply: str, max_labels: int = 12) -> list[str] | None:
     """Emotion words from an LLM reply, or None when the reply holds no usable list.
 
     Accepts a JSON list (also inside a code fence, or cut off before its closing bracket) or a plain list
-    separated by commas, semicolons, "and" or new lines, with bullets, numbers, quotes or a leading
-    "Emotions:" stripped. Items that are not 1-3 lower-case words are dropped, and from a reply that is not a
-    list only words the lexicon knows are kept.
+    separated by commas, semicolons, "and" or new lines (Chinese commas and semicolons too), with bullets,
+    numbers, quotes or a leading "Emotions:" stripped. Items that are not 1-3 lower-case words or one Chinese
+    word are dropped, and from a reply that is not a list only words the lexicon knows are kept.
     """
     text = reply.strip().strip("`").strip()
     if text.lower() in _EMPTY_REPLIES:
@@ -178,18 +197,19 @@ def parse_reply(reply: str, max_labels: int = 12) -> list[str] | None:
         try:
             items = json.loads(chunk)
         except ValueError:
-            items = chunk.strip("[]").split(",")
+            items = re.split(r"[,\uff0c\u3001]", chunk.strip("[]"))
         if items == []:
             return []
     if items is None:
-        body = re.sub(r"^[^:\n]{0,40}:", "", text)  # a leading "Emotions:" or "The labels are:"
-        items = re.split(r",|;|\n|\band\b", body)
+        body = re.sub(r"^[^:\uff1a\n]{0,40}[:\uff1a]", "", text)  # a leading "Emotions:", "情绪："
+        items = re.split(r"[,;\n\uff0c\u3001\uff1b]|\band\b", body)
         prose = True
     words = []
     for item in items:
         if not isinstance(item, str):
             continue
-        word = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", item).strip().strip("\"'.").strip().lower()
+        word = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", item).strip()
+        word = word.strip("\"'.\u201c\u201d\u3002").strip().lower()
         # from prose, only words the lexicon knows: anything else is likely the reply's own sentence
         if _WORD.match(word) and word not in words and (not prose or _known(word)):
             words.append(word)

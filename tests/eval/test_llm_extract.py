@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from affectgpt.eval.llm_extract import LLMError, LLMExtractor, LLMExtractorConfig, parse_reply
+from affectgpt.eval.llm_extract import LLMError, LLMExtractor, LLMExtractorConfig, parse_reply, prompt
 from affectgpt.net import free_port
 
 
@@ -38,6 +38,46 @@ from affectgpt.net import free_port
 )
 def test_parse_reply(reply, expected):
     assert parse_reply(reply, max_labels=4) == expected
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ('["焦虑", "失望"]', ["焦虑", "失望"]),
+        ("情绪：焦虑、失望；愤怒", ["焦虑", "失望", "愤怒"]),
+        ('["worried", "“失望”"]', ["worried", "失望"]),
+        ("这个人很焦虑。", None),  # a Chinese sentence is not a list
+    ],
+)
+def test_parse_reply_in_chinese(reply, expected):
+    assert parse_reply(reply) == expected
+
+
+class _Recorder:
+    """A chat backend that records the messages and answers with a fixed reply."""
+
+    name = "recorder"
+
+    def __init__(self, reply: str):
+        self.reply, self.asked = reply, []
+
+    def chat(self, messages, temperature, max_tokens):
+        self.asked.append(messages)
+        return self.reply
+
+
+def test_chinese_description_gets_the_chinese_example_and_labels_on_the_wheel(tmp_path):
+    text = "她并不生气，似乎有些担心。"
+    messages = prompt(text)
+    assert "Chinese" in messages[0]["content"]
+    assert "并不生气" in messages[1]["content"] and messages[-1]["content"].endswith(text)
+    assert "not angry" in prompt("She is not angry.")[1]["content"]
+    backend = _Recorder('["担心", "Anxiety"]')  # a model that answers half in Chinese
+    x = LLMExtractor(LLMExtractorConfig(url="http://127.0.0.1:1/v1", cache_dir=tmp_path), backend=backend)
+    result = x.extract(text)
+    assert (result.labels, result.groups) == (["worried", "anxious"], ["fearful"])
+    assert backend.asked == [messages]
+    assert x.cache_key(text) != x.cache_key("She is not angry.")
 
 
 def test_parse_reply_treats_a_rambling_list_as_malformed():
