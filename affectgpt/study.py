@@ -233,8 +233,12 @@ def log_evaluation(cfg: TrackingConfig, uri: str, metrics: dict, tags: dict[str,
 def eval_metrics(metrics: dict) -> dict[str, float]:
     """One system's entry of metrics.json -> MLflow keys. The headline columns (``eval/accuracy_s``,
     ``eval/recall_s``, ``eval/avg``) are wheel level 2, as the EMER papers report; ``eval/wheel_f1`` is F_s at
-    level 1; every level's numbers are kept under ``eval/<level>/<metric>``."""
+    level 1; every level's numbers are kept under ``eval/<level>/<metric>``. Discrete and sentiment tasks add
+    their own (``eval/hit_rate``, ``eval/weighted_f1`` ...); ``eval/primary`` is the task's primary score."""
     out: dict[str, float] = {"eval/n": float(metrics["n"])}
+    for name in ("primary", "hit_rate", "accuracy", "single_group_rate", "weighted_f1"):
+        if metrics.get(name) is not None:
+            out[f"eval/{name}"] = float(metrics[name])
     for level in ("level2", "level1"):
         values = metrics.get(level) or {}
         for name in ("accuracy_s", "recall_s", "avg", "f_s"):

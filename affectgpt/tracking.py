@@ -6,7 +6,8 @@ to ``<default_dir>/mlartifacts``, beside the database, rather than wherever the 
 
 Resuming: a training run stores ``Tracker.run_id`` in its checkpoints and reopens the same run after a restart.
 Steps that were logged before the interruption and are replayed after it are not logged twice: the tracker
-reads the highest step already recorded and drops metrics at or below it.
+reads the highest step already recorded for each metric and drops that metric at or below it (per metric, so
+a kill between a step's training and evaluation metrics loses neither).
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ class TrackingConfig:
 class Tracker:
     """An open MLflow run. Create with ``Tracker.open``; every method is cheap to call per step."""
 
-    def __init__(self, client, run_id: str, resume_after_step: int):
+    def __init__(self, client, run_id: str, logged_through: dict[str, int] | None = None):
         self._client = client
         self.run_id = run_id
-        self._skip_through = resume_after_step
+        self._logged_through = logged_through or {}  # metric -> highest step already recorded
         self._buffer: list[Any] = []
 
     @classmethod
@@ -62,7 +63,6 @@ class Tracker:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
         run_id: str | None = None,
-        watch_metric: str = "train/loss",
     ) -> Tracker:
         """Start a run, or reopen ``run_id`` (a resumed training run) and mark it running again."""
         from mlflow import MlflowClient
@@ -71,16 +71,17 @@ class Tracker:
         client = MlflowClient(tracking_uri=uri)
         if run_id:
             client.update_run(run_id, status="RUNNING")
-            history = client.get_metric_history(run_id, watch_metric)
-            last = max((m.step for m in history), default=-1)
-            log.info("MLflow: resuming run %s (%s); steps <= %d already logged", run_id, uri, last)
-            tracker = cls(client, run_id, last)
+            logged = {key: max((m.step for m in client.get_metric_history(run_id, key)), default=-1)
+                      for key in client.get_run(run_id).data.metrics}
+            log.info("MLflow: resuming run %s (%s); steps <= %d already logged", run_id, uri,
+                     max(logged.values(), default=-1))
+            tracker = cls(client, run_id, logged)
         else:
             experiment_id = _experiment_id(client, cfg.experiment, uri)
             all_tags = {"git_commit": git_commit(), **(tags or {})}
             run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
             log.info("MLflow: run %s '%s' in experiment '%s' at %s", run.info.run_id, run_name, cfg.experiment, uri)
-            tracker = cls(client, run.info.run_id, -1)
+            tracker = cls(client, run.info.run_id)
             tracker.log_params(params or {})
         return tracker
 
@@ -99,10 +100,9 @@ class Tracker:
         """Buffer metrics of one step; flushed every ``_METRIC_BATCH`` values and on ``flush``/``close``."""
         from mlflow.entities import Metric
 
-        if step <= self._skip_through:
-            return
         now = int(time.time() * 1000)
-        self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items()
+                            if step > self._logged_through.get(k, -1))
         if len(self._buffer) >= _METRIC_BATCH:
             self.flush()
 
@@ -171,6 +171,9 @@ class MlflowMetrics:
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._tracker.log_artifact(path, artifact_path)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self._tracker.set_tags(tags)
 
     def close(self, status: str = "FINISHED") -> None:
         self._tracker.close(status)

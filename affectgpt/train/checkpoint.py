@@ -9,6 +9,7 @@ Layout of ``checkpoint.dir``::
                                     strategy, tracking run id, and every file with its size
     step_00000100_universal/        optional: DeepSpeed universal form, for resuming on another world size
     latest                          the tag of the newest complete checkpoint, replaced atomically
+    best                            with eval.shards set: the tag of the best-validated checkpoint (same rules)
 
 A tag dir without ``manifest.json`` is incomplete by definition. On resume the checkpoint ``latest`` names is
 validated against its manifest; if a file is missing or truncated the error names it and the previous complete
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 LATEST = "latest"
+BEST = "best"
 TRAINER_DIR = "trainer"
 UNIVERSAL_SUFFIX = "_universal"
 _TAG_RE = re.compile(r"^step_(\d{8})$")
@@ -142,7 +144,12 @@ def tags(root: Path) -> list[Path]:
 
 
 def read_latest(root: Path) -> Path | None:
-    path = root / LATEST
+    return read_pointer(root, LATEST)
+
+
+def read_pointer(root: Path, name: str) -> Path | None:
+    """The tag dir a pointer file (``latest``, ``best``) names; None when there is no such file."""
+    path = root / name
     if not path.is_file():
         return None
     return root / path.read_text(encoding="utf-8").strip()
@@ -175,10 +182,10 @@ def find_resumable(root: Path) -> CheckpointInfo | None:
 
 def prune(root: Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` complete checkpoints, and incomplete dirs older than the newest
-    complete one (left by crashes). Never touches what ``latest`` points at."""
-    latest = read_latest(root)
+    complete one (left by crashes). Never touches what ``latest`` or ``best`` points at."""
+    pointed = {p for p in (read_latest(root), read_pointer(root, BEST)) if p is not None}
     complete = [p for p in tags(root) if (p / MANIFEST).is_file()]
-    keep = set(complete[:keep_last]) | ({latest} if latest else set())
+    keep = set(complete[:keep_last]) | pointed
     newest = step_of(complete[0]) if complete else None
     for path in tags(root):
         is_stale_partial = not (path / MANIFEST).is_file() and newest is not None and step_of(path) < newest
@@ -204,8 +211,10 @@ class CheckpointManager:
         self.root, self.keep_last, self.rank, self.world_size = root, keep_last, rank, world_size
         self._barrier = barrier
 
-    def save(self, engine: Any, step: int, trainer_state: dict[str, Any], meta: dict[str, Any]) -> Path:
-        """Every rank calls this at the same step. Returns the tag dir, complete and pointed at by ``latest``."""
+    def save(self, engine: Any, step: int, trainer_state: dict[str, Any], meta: dict[str, Any],
+             best: bool = False) -> Path:
+        """Every rank calls this at the same step. Returns the tag dir, complete and pointed at by ``latest``
+        (and by ``best`` when ``best``)."""
         tag_dir = self.root / tag_for(step)
         if self.rank == 0:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -219,6 +228,8 @@ class CheckpointManager:
         if self.rank == 0:
             write_manifest(tag_dir, {"step": step, "world_size": self.world_size, **meta})
             atomic_write_text(self.root / LATEST, tag_dir.name + "\n")
+            if best:
+                atomic_write_text(self.root / BEST, tag_dir.name + "\n")
             prune(self.root, self.keep_last)
             log.info("checkpoint %s complete", tag_dir)
         self._barrier()

@@ -84,7 +84,7 @@ class AffectGPTJob:
         from affectgpt.train.export import parent_run_id
 
         cfg = self.cfg
-        tags = {"kind": "train", **cfg.tags}
+        tags = {"kind": "train", "selection": cfg.eval.rule, **cfg.tags}
         parent = parent_run_id(cfg.init.from_model) if cfg.init.from_model else None
         if parent:  # Stage 2 from a tracked Stage 1 export; mlflow.parentRunId nests it in the UI
             tags.update({"parent_run_id": parent, "mlflow.parentRunId": parent})

@@ -12,14 +12,29 @@ from pathlib import Path
 
 import torch
 
-from affectgpt.train.checkpoint import MANIFEST, CheckpointError, CheckpointInfo, find_resumable, validate
+from affectgpt.train.checkpoint import (
+    BEST,
+    MANIFEST,
+    CheckpointError,
+    CheckpointInfo,
+    find_resumable,
+    read_pointer,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 PROVENANCE = "provenance.json"
 
 
-def resolve(checkpoint: Path) -> CheckpointInfo:
-    """A step dir is validated as is; a run dir resolves to its newest usable checkpoint."""
+def resolve(checkpoint: Path, best: bool = False) -> CheckpointInfo:
+    """A step dir is validated as is; a run dir resolves to its newest usable checkpoint, or with ``best`` to
+    the one its ``best`` pointer names (the best validation step of a run with ``eval.shards``)."""
+    if best:
+        tag_dir = read_pointer(checkpoint, BEST)
+        if tag_dir is None:
+            raise CheckpointError(f"{checkpoint} has no '{BEST}' pointer: the run did not evaluate on a validation "
+                                  "split (set eval.shards) or has not evaluated yet")
+        return validate(tag_dir)
     if (checkpoint / MANIFEST).exists():
         return validate(checkpoint)
     info = find_resumable(checkpoint)
@@ -38,13 +53,13 @@ def consolidated_state_dict(info: CheckpointInfo) -> dict[str, torch.Tensor]:
     return get_fp32_state_dict_from_zero_checkpoint(str(info.path.parent), tag=info.tag)
 
 
-def export(checkpoint: Path, out: Path) -> CheckpointInfo:
+def export(checkpoint: Path, out: Path, best: bool = False) -> CheckpointInfo:
     from dataclasses import replace
 
     from affectgpt.config import from_dict
     from affectgpt.model import AffectGPT, AffectGPTConfig
 
-    info = resolve(checkpoint)
+    info = resolve(checkpoint, best)
     state = consolidated_state_dict(info)
     # The LLM's own weights are about to be replaced: a random init skips reading them.
     recipe = replace(from_dict(AffectGPTConfig, info.meta["model_config"]), llm_init="random")
@@ -60,9 +75,15 @@ def export(checkpoint: Path, out: Path) -> CheckpointInfo:
     # load_state_dict (rather than passing ``state`` to save_pretrained) keeps tied tensors one tensor.
     model.load_state_dict(state)
     model.save_pretrained(out)
-    provenance = {"checkpoint": str(info.path), "step": info.step, "tracking_run_id": info.meta.get("tracking_run_id")}
+    provenance = {"checkpoint": str(info.path), "step": info.step, "tracking_run_id": info.meta.get("tracking_run_id"),
+                  "selection": _selection(info) if best else "last"}
     (out / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
     return info
+
+
+def _selection(info: CheckpointInfo) -> str:
+    metric = info.meta.get("train_config", {}).get("eval", {}).get("metric", "?")
+    return f"best-val:{metric}"
 
 
 def parent_run_id(model_dir: Path) -> str | None:

@@ -63,6 +63,11 @@ class RunMetrics:
         if self._extra is not None:
             self._extra.log(step, values)
 
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Run tags (the best validation step); only trackers that have tags keep them."""
+        if self._extra is not None and hasattr(self._extra, "set_tags"):
+            self._extra.set_tags(tags)
+
     def finish(self, step: int, wall_s: float) -> None:
         self.log(step, {"train/wall_s": wall_s})
         files = [self.dir / "train_config.yaml", self.dir / "deepspeed.json", self.dir / "loss.png"]

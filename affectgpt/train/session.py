@@ -111,6 +111,11 @@ def run(cfg: TrainConfig, job: Job) -> int:
     # Dropout and any sampling in the collator differ per rank, and are restored exactly on resume.
     _seed_all(cfg.seed * 1009 + rank + 1)
     batches = job.batches(engine.module, rank, world_size)
+    validation = None
+    if cfg.eval.shards is not None:
+        from affectgpt.train.evaluation import Validation
+
+        validation = Validation(cfg.eval, rank, world_size, dist, synced=stage == 3 and world_size > 1)
 
     dtype = torch.bfloat16 if bf16 else torch.float32
     peak = matmul_peak_flops(engine.device, dtype)
@@ -141,7 +146,7 @@ def run(cfg: TrainConfig, job: Job) -> int:
     progress.run_id = meta["tracking_run_id"]
     status = "FAILED"
     try:
-        code = _loop(cfg, engine, batches, manager, metrics, progress, meta, dist, peak * world_size)
+        code = _loop(cfg, engine, batches, manager, metrics, progress, meta, dist, peak * world_size, validation)
         status = "FINISHED" if code == 0 else "KILLED"
         return code
     finally:
@@ -159,11 +164,13 @@ class Progress:
     # Measured on the first micro-batch of the run and kept: counting runs the step under a dispatch mode
     # whose numerics differ in the last bits, so a resumed run must not count again to stay bit-identical.
     flops_per_micro_batch: int = 0
+    best_step: int | None = None  # the best validation so far (eval.metric), kept across restarts
+    best_value: float | None = None
 
 
 def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: CheckpointManager,
           metrics: RunMetrics | None, progress: Progress, meta: dict[str, Any], dist: Any,
-          peak_flops: float) -> int:
+          peak_flops: float, validation: Any = None) -> int:
     gas = engine.gradient_accumulation_steps()
     it = _endless(batches)
     session_start = time.perf_counter()
@@ -217,16 +224,47 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                     values["train/tokens_per_s"] = window.tokens / seconds
                 metrics.log(progress.step, values)
                 window = _Window()
+            best = False
+            if validation is not None and (progress.step % cfg.eval.every == 0 or progress.step == cfg.max_steps):
+                best = _validate(validation, engine, metrics, progress, cfg, dist)
             progress.wall_s = wall_before + time.perf_counter() - session_start
-            if progress.step % cfg.checkpoint.every == 0 or progress.step == cfg.max_steps or stop:
+            # A new best step is always checkpointed, so that `best` can point at it.
+            if progress.step % cfg.checkpoint.every == 0 or progress.step == cfg.max_steps or stop or best:
                 state = {**asdict(progress), "rng": rng.capture(), "loader": batches.state_dict()}
-                manager.save(engine, progress.step, state, meta)
+                manager.save(engine, progress.step, state, meta, best=best)
             if stop:
                 log.warning("stopped at step %d on request; rerun the same command to resume", progress.step)
                 return PREEMPTED_EXIT
     if metrics is not None:
         metrics.finish(progress.step, progress.wall_s)
     return 0
+
+
+def _validate(validation: Any, engine: Any, metrics: RunMetrics | None, progress: Progress, cfg: TrainConfig,
+              dist: Any) -> bool:
+    """Evaluate on the validation split (all ranks); log ``eval/*`` at this step and tell every rank whether
+    it is the best step so far by ``eval.<metric>`` (higher is better)."""
+    values = validation.run(engine.module)
+    decision: list[Any] = [None]
+    if values is not None:  # rank 0
+        key = f"eval/{cfg.eval.metric}"
+        if key not in values:
+            decision[0] = ValueError(f"eval.metric={cfg.eval.metric}: no {key} among the validation metrics "
+                                     f"({', '.join(sorted(values))})")
+        else:
+            improved = progress.best_value is None or values[key] > progress.best_value
+            best_step, best_value = (progress.step, values[key]) if improved else (progress.best_step,
+                                                                                  progress.best_value)
+            decision[0] = (improved, best_step, best_value)
+            metrics.log(progress.step, {**values, "eval/best_step": best_step, "eval/best": best_value})
+            if improved:
+                metrics.set_tags({"best_step": best_step, f"best_{cfg.eval.metric}": best_value,
+                                  "selection": cfg.eval.rule})
+    dist.broadcast_object_list(decision, src=0)
+    if isinstance(decision[0], Exception):
+        raise decision[0]
+    improved, progress.best_step, progress.best_value = decision[0]
+    return improved
 
 
 class _Window:
@@ -315,7 +353,7 @@ def _restore(engine: Any, batches: StatefulBatches, info: CheckpointInfo, univer
         batches.load_state_dict(state["loader"])
         rng.restore(state["rng"])
     return Progress(info.step, info.meta.get("tracking_run_id"), float(state["wall_s"]),
-                    int(state["flops_per_micro_batch"]))
+                    int(state["flops_per_micro_batch"]), state.get("best_step"), state.get("best_value"))
 
 
 def _numel(p: torch.nn.Parameter) -> int:

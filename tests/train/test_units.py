@@ -145,6 +145,15 @@ def test_prune_keeps_last_k_and_removes_stale_partials(tmp_path):
     assert [p.name for p in ck.tags(tmp_path)] == ["step_00000040", "step_00000030"]
 
 
+def test_prune_keeps_the_best_checkpoint(tmp_path):
+    for step in (10, 20, 30):
+        fake_checkpoint(tmp_path, step)
+    (tmp_path / ck.BEST).write_text("step_00000010\n")
+    ck.prune(tmp_path, keep_last=1)
+    assert [p.name for p in ck.tags(tmp_path)] == ["step_00000030", "step_00000010"]
+    assert ck.read_pointer(tmp_path, ck.BEST) == tmp_path / "step_00000010"
+
+
 def test_universal_command_is_exact(tmp_path):
     info = ck.validate(fake_checkpoint(tmp_path, 10))
     cmd = ck.universal_command(info)
@@ -163,8 +172,15 @@ def test_tracking_hook_reopens_the_same_mlflow_run(tiny_recipe, tmp_path):
     first.close("KILLED")
     again = job.metrics(first.run_id, {"world_size": 2})
     assert again.run_id == first.run_id
+    # per metric: step 1's loss was logged, its evaluation (killed before it) was not
+    again.log(1, {"train/loss": 9.0, "eval/avg": 0.5})
     again.log(2, {"train/loss": 1.5})
     again.close()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert [(m.step, m.value) for m in client.get_metric_history(first.run_id, "train/loss")] == [(1, 2.0), (2, 1.5)]
+    assert [(m.step, m.value) for m in client.get_metric_history(first.run_id, "eval/avg")] == [(1, 0.5)]
     assert AffectGPTJob(cfg(f"model.recipe={tiny_recipe}")).metrics(None, {}) is None
 
 
