@@ -94,6 +94,7 @@ def test_concealment_keeps_and_pretence_drops(x):
     assert labels(x, "他无法掩饰内心的喜悦。") == ["joyful"]
     assert labels(x, "她假装很轻松，却掩饰不住内心的焦虑。") == ["anxious"]
     assert labels(x, "他故作镇定。") == []
+    assert labels(x, "她勉强露出开心的笑容，其实很失望。") == ["disappointed"]  # 勉强: forced, as English "forced"
 
 
 def test_things_and_body_parts_are_not_the_person(x):
