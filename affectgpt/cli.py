@@ -25,6 +25,7 @@ COMMANDS = [
     "serve-llm",
     "eval",
     "describe",
+    "bench",
     "study",
     "compare",
 ]

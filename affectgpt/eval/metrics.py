@@ -79,6 +79,7 @@ def emer_metrics(
             "n": len(empty),
             "pred_empty": sum(1 for i in empty if not pred[i]),
         },
+        "pred_empty": sum(1 for i in scored if not pred[i]),
         "pred_empty_rate": (sum(1 for i in scored if not pred[i]) / len(scored)) if scored else None,
         "unknown_labels": {
             "gt": unknown_labels(gt, lexicon),

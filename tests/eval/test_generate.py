@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from affectgpt.cli import main
 from affectgpt.corpus import read_split
@@ -49,16 +50,19 @@ def model_dir(recipe, tmp_path_factory) -> Path:
     return out
 
 
+def pack(corpus: Path, split: str, out: Path) -> Path:
+    """One split of the corpus packed the way the pack job packs it (without Ray)."""
+    records = read_split(corpus, split)
+    cfg = PackConfig(frames=FRAMES, size=SIZE, max_audio_seconds=AUDIO_SECONDS, samples_per_shard=4)
+    plans = plan_shards(records, split, cfg)
+    prepare(str(out), split, plans)
+    finish(str(out), split, cfg, [pack_shard(p, split, cfg, str(out)) for p in plans], [], {"rows": len(records)})
+    return out
+
+
 @pytest.fixture(scope="module")
 def test_shards(synth_corpus, tmp_path_factory) -> Path:
-    """The synthetic corpus's test split packed the way the pack job packs it (without Ray)."""
-    records = read_split(synth_corpus, "test")
-    cfg = PackConfig(frames=FRAMES, size=SIZE, max_audio_seconds=AUDIO_SECONDS, samples_per_shard=4)
-    out = str(tmp_path_factory.mktemp("shards"))
-    plans = plan_shards(records, "test", cfg)
-    prepare(out, "test", plans)
-    finish(out, "test", cfg, [pack_shard(p, "test", cfg, out) for p in plans], [], {"rows": len(records)})
-    return Path(out)
+    return pack(synth_corpus, "test", tmp_path_factory.mktemp("shards"))
 
 
 @pytest.mark.slow
@@ -139,3 +143,53 @@ def test_describe_reports_a_bad_clip(model_dir, tmp_path, caplog):
     empty.write_bytes(b"")
     assert main(["describe", str(empty), "--model", str(model_dir)]) == 2
     assert "empty.mp4: file is empty" in caplog.text
+
+
+@pytest.mark.slow
+def test_bench_scores_every_task_of_a_suite_and_logs_one_run_per_model(model_dir, test_shards, synth_corpus,
+                                                                         tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    root = tmp_path / "shards"
+    root.mkdir()
+    (root / "test").symlink_to(test_shards)
+    for split in ("test_discrete", "test_sentiment"):
+        pack(synth_corpus, split, root / split)
+    suite = yaml.safe_load((Path(__file__).parents[2] / "configs" / "bench" / "synth.yaml").read_text())
+    suite.update(root=str(root), batch_size=3, max_new_tokens=4, bootstrap=0)
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    out, db = tmp_path / "bench", tmp_path / "mlflow.db"
+    assert main(["bench", "--model", str(model_dir), "--suite", str(tmp_path / "suite.yaml"), "--out", str(out),
+                 "--tracking-uri", f"sqlite:///{db}"]) == 0
+    table = capsys.readouterr().out
+    summary = json.loads((out / "bench.json").read_text())
+    tasks = {s["corpus"]: (s["task"], s["metric"]) for s in summary["scores"]}
+    assert tasks == {"synth-ov": ("open_vocabulary", "level2/avg"), "synth-discrete": ("discrete", "hit_rate"),
+                     "synth-sentiment": ("sentiment", "weighted_f1")}
+    values = [s["value"] for s in summary["scores"]]
+    assert summary["mean"][model_dir.name] == pytest.approx(sum(values) / 3)
+    assert "**mean**" in table and (out / "bench.md").read_text().strip() == table.strip()
+    discrete = json.loads((out / model_dir.name / "synth" / "synth-discrete" / "metrics.json").read_text())
+    assert discrete["model"]["task"] == "discrete" and discrete["model"]["n"] == 6
+    sentiment = json.loads((out / model_dir.name / "synth" / "synth-sentiment" / "metrics.json").read_text())
+    assert sentiment["model"]["n_scored"] + sentiment["model"]["neutral_gt"] == 6
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
+    assert len(runs) == 1 and runs[0].data.tags["kind"] == "bench"
+    assert runs[0].data.metrics["bench/mean"] == pytest.approx(summary["mean"][model_dir.name])
+    discrete_score = next(s["value"] for s in summary["scores"] if s["corpus"] == "synth-discrete")
+    assert runs[0].data.metrics["bench/synth-discrete/hit_rate"] == pytest.approx(discrete_score)
+
+
+def test_bench_names_a_missing_corpus(model_dir, tmp_path, caplog):
+    suite = {"name": "s", "corpora": [{"name": "c", "task": "discrete", "shards": str(tmp_path / "nowhere")}]}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    assert main(["bench", "--model", str(model_dir), "--suite", str(tmp_path / "suite.yaml"),
+                 "--out", str(tmp_path / "o"), "--no-tracking"]) == 2
+    assert "nowhere" in caplog.text
+    suite["corpora"][0]["task"] = "ranking"
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    assert main(["bench", "--model", str(model_dir), "--suite", str(tmp_path / "suite.yaml"),
+                 "--out", str(tmp_path / "o"), "--no-tracking"]) == 2
+    assert "task must be one of" in caplog.text

@@ -1,0 +1,102 @@
+"""Score models on a benchmark suite: every corpus of each suite described by the model and scored by the
+task the corpus declares (open_vocabulary: wheel-group Avg; discrete: hit rate at wheel level 1; sentiment:
+weighted F1 of the predicted valence, neutral ground truth excluded), as MER-UniBench does.
+
+Prints one table (rows: corpora, columns: models, the mean of the primary scores last) and writes
+OUT/bench.json, OUT/bench.md and, per model and corpus, OUT/<model>/<suite>/<corpus>/{predictions.csv,
+metrics.json}. Each model is one MLflow run (tag kind=bench): bench/<corpus>/<metric> and bench/mean.
+
+Suites are YAML files (configs/bench/*.yaml: name, root, corpora of {name, task, shards}, generation
+settings); --set key=value overrides every suite given (e.g. root=work/demo/shards).
+
+Example:
+  affectgpt bench --model work/demo/study/llama-tiny/stage1+stage2/stage2/model \\
+      --suite configs/bench/synth.yaml --set root=work/demo/shards --out work/demo/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from affectgpt.commands.labels import add_extractor_arguments, build_extractor
+
+HELP = "score models on a benchmark suite of corpora with declared tasks (mean of the primary scores)"
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, action="append", required=True,
+                   help="model directory (affectgpt export); repeatable: one column and one MLflow run each")
+    p.add_argument("--suite", type=Path, nargs="+", required=True, help="suite YAML file(s), e.g. configs/bench/*.yaml")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides applied to every suite")
+    p.add_argument("--wheel", type=Path, action="append", default=[], metavar="FILE",
+                   help="emotion wheel TSV (label, level1, level2), repeatable; replaces the suites' wheels")
+    p.add_argument("--experiment", default="bench", help="MLflow experiment (default: bench)")
+    p.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite in OUT)")
+    p.add_argument("--no-tracking", action="store_true", help="do not log MLflow runs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the reading order and bootstrap (default: 0)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_extractor_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from affectgpt.config import ConfigError, load_config
+    from affectgpt.eval.bench import SuiteConfig, run_bench, write_report
+    from affectgpt.eval.lexicon import LexiconError
+    from affectgpt.eval.wheels import load_wheels
+    from affectgpt.model import AffectGPT
+
+    try:
+        suites = [load_config(SuiteConfig, path, args.set) for path in args.suite]
+        load_wheels(args.wheel or [w for s in suites for w in s.wheels])  # bad wheel files fail before generating
+    except (ConfigError, LexiconError) as e:
+        log.error("%s", e)
+        return 2
+    missing = [str(s.shards(c)) for s in suites for c in s.corpora if not s.shards(c).exists()]
+    missing += [str(m) for m in args.model if not m.is_dir()]
+    if missing:
+        log.error("not found: %s", ", ".join(missing))
+        return 2
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    extractor = build_extractor(args)
+    scores = []
+    for model_dir in args.model:
+        name = _model_name(model_dir, args.model)
+        model = AffectGPT.from_pretrained(model_dir).to(device)
+        mine = run_bench(model, name, suites, args.out / name, extractor, args.wheel)
+        del model  # one model in memory at a time
+        scores += mine
+        if not args.no_tracking:
+            _track(args, model_dir, name, [s.name for s in suites], mine)
+    print(write_report(scores, args.out))
+    log.info("wrote %s and %s", args.out / "bench.md", args.out / "bench.json")
+    return 0
+
+
+def _model_name(model_dir: Path, models: list[Path]) -> str:
+    """The directory's name, or its last two parts when another model shares the name (stage2/model ...)."""
+    same = [m for m in models if m.name == model_dir.name]
+    return model_dir.name if len(same) == 1 else "-".join(model_dir.parts[-3:-1] + (model_dir.name,))
+
+
+def _track(args: argparse.Namespace, model_dir: Path, name: str, suites: list[str], scores: list) -> None:
+    from affectgpt.eval.bench import tracker_metrics
+    from affectgpt.tracking import Tracker, TrackingConfig
+    from affectgpt.train.export import PROVENANCE
+
+    provenance = model_dir / PROVENANCE
+    tags = {"kind": "bench", "model": str(model_dir), "suites": ",".join(suites)}
+    if provenance.is_file():
+            tags["selection"] = json.loads(provenance.read_text(encoding="utf-8")).get("selection", "last")
+    tracker = Tracker.open(TrackingConfig(uri=args.tracking_uri, experiment=args.experiment), args.out,
+                           run_name=f"bench {name}", params={"model": str(model_dir), "suites": ",".join(suites)},
+                           tags=tags)
+    tracker.log_metrics(tracker_metrics(scores), step=0)
+    tracker.close()
+    log.info("MLflow run %s: bench %s", tracker.run_id, name)
