@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", action="append", help="a description (repeatable)")
     src.add_argument("--csv", type=Path, help="a CSV file with a name column and a description column")
-    p.add_argument("--column", help="description column of --csv (default: description, else english)")
+    p.add_argument("--column", help="description column of --csv (default: description, else english, else chinese)")
     p.add_argument("--out", type=Path, help="write name,description,labels,groups to this CSV (with --csv)")
     p.add_argument("--explain", action="store_true", help="also print every lexicon match and its status")
     add_extractor_arguments(p)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         names, texts = [r.name for r in table], [r.text for r in table]
         if not any(texts):
-            log.error("%s: no descriptions to read (no description/english column, or all empty; see --column)",
+            log.error("%s: no descriptions to read (no description/english/chinese column, or all empty; see --column)",
                       args.csv)
             return 2
     results = extractor.extract_many(texts)

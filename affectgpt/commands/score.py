@@ -1,7 +1,7 @@
 """Score predicted descriptions or labels against ground truth with the EMER metrics.
 
-Both CSVs need a name column and a description column (description, or english) and/or a labels column
-(comma-separated). By default labels are taken from the labels column when a file has one, else extracted
+Both CSVs need a name column and a description column (description, else english, else chinese) and/or a
+labels column (comma-separated). By default labels are taken from the labels column when a file has one, else extracted
 from the descriptions (lexicon, or an LLM with --llm-url/--llm-model). Every ground-truth name needs exactly
 one prediction. Prints a table (bootstrap 95% intervals in brackets) and writes the full metrics as JSON.
 

@@ -1,8 +1,8 @@
 """Read the CSV tables the evaluation scores: ground truth and predictions, one row per sample name.
 
-A table has a ``name`` column and a description column (``description``, or ``english`` in the EMER-Fine
-release), a ``labels`` column (comma-separated emotion words), or both. Errors name the file, the row
-(1-based line, header = 1) and the column.
+A table has a ``name`` column and a description column (``description``; else ``english``, else ``chinese``,
+as in the EMER-Fine release), a ``labels`` column (comma-separated emotion words), or both. Errors name the
+file, the row (1-based line, header = 1) and the column.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from affectgpt.corpus import parse_labels
 
-TEXT_COLUMNS = ("description", "english")
+TEXT_COLUMNS = ("description", "english", "chinese")  # the first one a table has is its description
 
 
 class TableError(ValueError):
@@ -53,7 +53,8 @@ def read_table(path: str | Path, text_column: str | None = None) -> list[Row]:
         text_col = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
     label_col = header.index("labels") if "labels" in header else None
     if text_col is None and label_col is None:
-        raise TableError(f"{path}, row 1: needs a 'description' (or 'english') or a 'labels' column (header: {header})")
+        raise TableError(f"{path}, row 1: needs a 'description' (or 'english', 'chinese') or a 'labels' column "
+                         f"(header: {header})")
     if len(rows) == 1:
         raise TableError(f"{path} has a header but no rows")
     out: list[Row] = []

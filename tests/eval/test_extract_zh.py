@@ -152,6 +152,15 @@ def test_labels_cli_mixed_file_row_by_row(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"labels": ["angry"], "groups": ["angry"]}
 
 
+def test_score_chinese_ground_truth_against_english_predictions(tmp_path):
+    gt, pred, out = tmp_path / "gt.csv", tmp_path / "pred.csv", tmp_path / "score.json"
+    gt.write_text("name,chinese\na,他很生气，并不难过。\nb,她似乎有些担心。\n", encoding="utf-8")
+    pred.write_text('name,description\na,"He is furious."\nb,"She is happy."\n', encoding="utf-8")
+    assert main(["score", "--gt", str(gt), "--pred", str(pred), "--bootstrap", "0", "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())["model"]
+    assert metrics["level1"]["accuracy_s"] == 0.5 and metrics["level2"]["recall_s"] == 0.5
+
+
 def test_emer_fine_chinese_agrees_with_english(emer_fine_csv):
     with emer_fine_csv.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
