@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from affectgpt.cli import main
+from affectgpt.cli import build_parser, main
+from affectgpt.commands.labels import build_extractor
 from affectgpt.eval.extract import LexiconExtractor
 from affectgpt.eval.languages import detect
 from affectgpt.eval.lexicon import Lexicon, LexiconError, default_lexicon
@@ -150,6 +151,21 @@ def test_labels_cli_mixed_file_row_by_row(tmp_path, capsys):
     assert [(r["name"], r["labels"], r["groups"]) for r in rows] == [("a", "tired", "bad"), ("b", "tired", "bad")]
     assert main(["labels", "--text", "她并不生气。", "--lang", "en"]) == 0
     assert json.loads(capsys.readouterr().out) == {"labels": ["angry"], "groups": ["angry"]}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["labels", "--text", "x"],
+        ["score", "--gt", "g.csv", "--pred", "p.csv"],
+        ["eval", "--model", "m", "--shards", "s", "--out", "o"],
+        ["bench", "--model", "m", "--suite", "s.yaml", "--out", "o"],
+    ],
+)
+def test_every_labelling_command_takes_lang(argv):
+    args = build_parser().parse_args([*argv, "--lang", "zh"])
+    assert build_extractor(args).lang == "zh"
+    assert build_extractor(build_parser().parse_args(argv)).lang == "auto"
 
 
 def test_score_chinese_ground_truth_against_english_predictions(tmp_path):
