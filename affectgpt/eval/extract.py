@@ -117,7 +117,7 @@ class LexiconExtractor:
             entry, n = self._match(words, i)
             if rules.concealment.starting(words, i):
                 negated = False
-            if n == 0 and _negates(words, i, rules):
+            if n == 0 and _negates(words, i, rules):  # a form that starts with a negator (不安) is that form
                 negated = True
             if rules.pretence.starting(words, i):
                 pretended = True
