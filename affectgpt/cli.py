@@ -19,6 +19,7 @@ COMMANDS = [
     "ray",
     "shards",
     "zoo",
+    "plan",
     "export",
     "labels",
     "score",

@@ -43,6 +43,7 @@ import hashlib
 import math
 import signal
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -122,6 +123,7 @@ class ShardLoader:
                 f"workers = {slots} readers exactly once; use resampled=True, fewer workers, or repack with a "
                 "smaller --samples-per-shard"
             )
+        self.dealing = Dealing(tuple(self.counts), world_size, self.readers, batch_size, seed, resampled)
         self.epoch = 0
         self.position = 0  # reader items (batches or empty placeholders) handed out in this epoch
         self._spare_rings: list[transport.SlotRing] = []  # shared memory of a finished epoch's workers
@@ -182,52 +184,78 @@ class ShardLoader:
                 "batch_size": self.batch_size, "resampled": self.resampled, "shards": self.shard_digest}
 
     def _plan(self, epoch: int, worker: int) -> _ReaderPlan:
-        return _ReaderPlan(self, epoch, self.rank * self.readers + worker)
+        return self.dealing.plan(epoch, self.rank * self.readers + worker)
+
+
+@dataclass(frozen=True)
+class Dealing:
+    """Who reads what: the shards' sample counts dealt to ``world_size x readers`` reader slots. Pure
+    arithmetic on the index's counts (no shard is opened), so a cluster-sized reading plan can be checked here."""
+
+    counts: tuple[int, ...]
+    world_size: int
+    readers: int  # per rank
+    batch_size: int
+    seed: int
+    resampled: bool
+
+    @property
+    def slots(self) -> int:
+        return self.world_size * self.readers
+
+    def plan(self, epoch: int, slot: int) -> _ReaderPlan:
+        return _ReaderPlan(self, epoch, slot)
 
 
 class _ReaderPlan:
     """What one reader slot reads in one epoch: a shard sequence and how many samples to take from it."""
 
-    def __init__(self, loader: ShardLoader, epoch: int, slot: int):
-        self.loader, self.epoch, self.slot = loader, epoch, slot
-        slots = loader.world_size * loader.readers
-        order = np.random.default_rng([loader.seed, epoch]).permutation(len(loader.counts))
-        self.dealt = [int(i) for i in order[slot::slots]]
-        if loader.resampled:
-            per_reader = math.ceil(sum(loader.counts) / (slots * loader.batch_size))
-            self.samples = per_reader * loader.batch_size
+    def __init__(self, dealing: Dealing, epoch: int, slot: int):
+        self.dealing, self.epoch, self.slot = dealing, epoch, slot
+        counts = dealing.counts
+        order = np.random.default_rng([dealing.seed, epoch]).permutation(len(counts))
+        self.dealt = [int(i) for i in order[slot :: dealing.slots]]
+        if dealing.resampled:
+            per_reader = math.ceil(sum(counts) / (dealing.slots * dealing.batch_size))
+            self.samples = per_reader * dealing.batch_size
         else:
-            self.samples = sum(loader.counts[i] for i in self.dealt)
-        self.batches = math.ceil(self.samples / loader.batch_size)
+            self.samples = sum(counts[i] for i in self.dealt)
+        self.batches = math.ceil(self.samples / dealing.batch_size)
 
     def shards(self) -> Iterator[int]:
         yield from self.dealt
-        if self.loader.resampled:  # endless top-up for readers whose dealt shards hold too few samples
-            rng = np.random.default_rng([self.loader.seed, self.epoch, self.slot, 1])
+        if self.dealing.resampled:  # endless top-up for readers whose dealt shards hold too few samples
+            rng = np.random.default_rng([self.dealing.seed, self.epoch, self.slot, 1])
             while True:
-                yield int(rng.integers(len(self.loader.counts)))
+                yield int(rng.integers(len(self.dealing.counts)))
 
-    def members_from(self, skip: int) -> Iterator[tuple[dict[str, bytes], str]]:
-        """(tar members, "shard:key") of this plan's samples after the first ``skip``; shards wholly skipped
-        are not opened, and nothing is decoded here."""
+    def picks(self, skip: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """(shard, positions in it) of this plan's samples after the first ``skip``, in reading order; shards
+        wholly skipped are left out."""
         remaining = self.samples - skip
         for visit, shard in enumerate(self.shards()):
             if remaining <= 0:
                 return
-            count = self.loader.counts[shard]
+            count = self.dealing.counts[shard]
             if skip >= count:
                 skip -= count
                 continue
-            raw = _read_shard(self.loader.urls[shard])
-            if len(raw) != count:
-                raise ValueError(f"{self.loader.urls[shard]}: holds {len(raw)} samples, index says {count} "
-                                 "(run `affectgpt shards verify`)")
-            order = np.random.default_rng([self.loader.seed, self.epoch, self.slot, visit, 0]).permutation(count)
-            for i in order[skip : skip + remaining]:
-                members = {k: v for k, v in raw[i].items() if not k.startswith("__")}
-                yield members, f"{self.loader.urls[shard]}:{raw[i]['__key__']}"
+            order = np.random.default_rng([self.dealing.seed, self.epoch, self.slot, visit, 0]).permutation(count)
+            yield shard, order[skip : skip + remaining]
             remaining -= min(count - skip, remaining)
             skip = 0
+
+    def members_from(self, urls: list[str], skip: int) -> Iterator[tuple[dict[str, bytes], str]]:
+        """(tar members, "shard:key") of this plan's samples after the first ``skip``; shards wholly skipped
+        are not opened, and nothing is decoded here."""
+        for shard, positions in self.picks(skip):
+            raw = _read_shard(urls[shard])
+            if len(raw) != self.dealing.counts[shard]:
+                raise ValueError(f"{urls[shard]}: holds {len(raw)} samples, index says {self.dealing.counts[shard]} "
+                                 "(run `affectgpt shards verify`)")
+            for i in positions:
+                members = {k: v for k, v in raw[i].items() if not k.startswith("__")}
+                yield members, f"{urls[shard]}:{raw[i]['__key__']}"
 
 
 class _EpochStream(torch.utils.data.IterableDataset):
@@ -253,7 +281,7 @@ class _EpochStream(torch.utils.data.IterableDataset):
         ring = self.rings[info.id] if info else None
         allocate: Allocate = np.empty
         batch: list[dict[str, Any]] = []
-        for members, where in plan.members_from(min(done, plan.batches) * self.loader.batch_size):
+        for members, where in plan.members_from(self.loader.urls, min(done, plan.batches) * self.loader.batch_size):
             if ring and not batch:
                 allocate = ring.arena()
             batch.append(decode_sample(members, self.loader.config, where, allocate))
@@ -276,3 +304,42 @@ def _read_shard(url: str) -> list[dict[str, Any]]:
         files = ({**member, "__url__": url} for member in tar_file_iterator(f))
         return list(group_by_keys(files))
 
+
+
+SHARDS_PER_READER = 4  # what shard_advice aims for: whole-shard dealing then evens out to within 1/4 shard
+
+
+def coverage(dealing: Dealing, epoch: int = 0) -> dict[str, int]:
+    """Simulate one epoch of ``dealing`` from the index counts alone: samples read, distinct samples, repeats,
+    samples missed, and the spread of batch counts over ranks."""
+    seen = [np.zeros(c, np.int32) for c in dealing.counts]
+    batches = [0] * dealing.world_size
+    for slot in range(dealing.slots):
+        plan = dealing.plan(epoch, slot)
+        batches[slot // dealing.readers] += plan.batches
+        for shard, positions in plan.picks():
+            np.add.at(seen[shard], positions, 1)
+    reads = np.concatenate(seen) if seen else np.zeros(0, np.int32)
+    return {"samples": int(reads.size), "read": int(reads.sum()), "distinct": int((reads > 0).sum()),
+            "repeats": int(np.maximum(reads - 1, 0).sum()), "missed": int((reads == 0).sum()),
+            "min_rank_batches": min(batches), "max_rank_batches": max(batches)}
+
+
+def shard_advice(samples: int, samples_per_shard: int, readers: int) -> dict[str, Any]:
+    """Does a split of ``samples`` packed ``samples_per_shard`` to a shard feed ``readers`` reader slots (ranks x
+    loader workers)? Readers get whole shards, so exactly-once reading (``resampled=False``) needs a shard per
+    reader, and resampled training evens out best with several: a reader's share differs from the mean by up to
+    one shard, which it tops up with random shards or leaves unread."""
+    shards = math.ceil(samples / samples_per_shard)
+    suggested = max(1, samples // (readers * SHARDS_PER_READER))
+    if shards < readers:
+        advice = (f"too few shards: exactly-once reading (evaluation) needs one per reader, and in training "
+                  f"{readers - shards} readers have no shard of their own; repack with --samples-per-shard {suggested}")
+    elif shards < SHARDS_PER_READER * readers:
+        advice = (f"{shards / readers:.1f} shards per reader: enough for exactly-once reading; for an even training "
+                  f"epoch (>= {SHARDS_PER_READER} per reader) use --samples-per-shard {suggested}")
+    else:
+        advice = f"{shards / readers:.1f} shards per reader: fine"
+    return {"samples": samples, "samples_per_shard": samples_per_shard, "shards": shards, "readers": readers,
+            "shards_per_reader": shards / readers, "suggested_samples_per_shard": min(suggested, samples_per_shard),
+            "advice": advice}

@@ -33,8 +33,10 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from affectgpt.config import from_dict, read_yaml, to_dict
+from affectgpt.model import hub
 from affectgpt.model.attention import resolve_attn_implementation
 from affectgpt.model.collator import AudioInputs, Collator, Sample, VideoInputs
 from affectgpt.model.config import AffectGPTConfig, ModalityConfig
@@ -67,7 +69,7 @@ class ModalityBranch(nn.Module):
 
 
 class AffectGPT(nn.Module):
-    def __init__(self, cfg: AffectGPTConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+    def __init__(self, cfg: AffectGPTConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None,
                  video: FrozenAware | None = None, audio: FrozenAware | None = None,
                  image_processor: Any = None, feature_extractor: Any = None):
         super().__init__()
@@ -85,7 +87,7 @@ class AffectGPT(nn.Module):
         self.pre_fusion = None
         if cfg.pre_fusion_tokens:
             self.pre_fusion = PreFusion(hidden, cfg.pre_fusion_tokens, cfg.fusion_heads).to(dtype)
-        self.token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in PLACEHOLDER_TOKENS}
+        self.token_ids = placeholder_ids(tokenizer, llm)
 
     @classmethod
     def from_config(cls, cfg: AffectGPTConfig) -> AffectGPT:
@@ -112,6 +114,37 @@ class AffectGPT(nn.Module):
                  type(llm).__name__, cfg.llm, cfg.llm_init, attn,
                  cfg.video and cfg.video.fusion, cfg.audio and cfg.audio.fusion, model.parameter_summary())
         return model
+
+    @classmethod
+    def on_meta(cls, cfg: AffectGPTConfig) -> AffectGPT:
+        """The recipe's architecture on the ``meta`` device: every parameter's shape, no weights, built in seconds
+        from ``config.json`` alone (offline for hub ids through ``affectgpt.model.hub``). For exact parameter
+        counts and FLOPs (``affectgpt plan``); it cannot generate or be trained.
+
+        With the LLM's tokenizer at hand (a local directory) the placeholder tokens are added exactly as
+        ``from_config`` does; without it they take the last rows of the vocabulary, so a vocabulary without spare
+        rows counts 3 embedding rows fewer than the real model (under 0.001 % of a 7B LLM)."""
+        dtype = getattr(torch, cfg.dtype)
+        gguf = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+        llm_config = AutoConfig.from_pretrained(hub.architecture(cfg.llm), **gguf)
+        try:
+            tokenizer = None if hub.is_hub_id(cfg.llm) else AutoTokenizer.from_pretrained(cfg.llm, **gguf)
+        except (OSError, ValueError):
+            tokenizer = None  # a directory holding config.json only
+        # SDPA where the architecture has it (its FLOPs are FlashAttention-2's), else eager (Gemma-2).
+        attn = "sdpa" if MODEL_FOR_CAUSAL_LM_MAPPING[type(llm_config)]._supports_sdpa else "eager"
+        with torch.device("meta"):
+            llm = AutoModelForCausalLM.from_config(llm_config, attn_implementation=attn, dtype=dtype)
+            if tokenizer is not None:
+                add_placeholder_tokens(tokenizer, llm)
+            video = audio = None
+            if cfg.video is not None:
+                video = VideoEncoder(load_encoder(hub.architecture(cfg.video.encoder), dtype, weights=False),
+                                     frozen=cfg.freeze_encoders)
+            if cfg.audio is not None:
+                audio = AudioEncoder(load_encoder(hub.architecture(cfg.audio.encoder), dtype, weights=False),
+                                     frozen=cfg.freeze_encoders)
+            return cls(cfg, llm, tokenizer, video, audio).eval()
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **overrides: Any) -> AffectGPT:
@@ -193,7 +226,8 @@ class AffectGPT(nn.Module):
             streams[FUSION_TOKEN] = self.pre_fusion(streams[VIDEO_TOKEN], streams[AUDIO_TOKEN])
         for token, feats in streams.items():
             slots = input_ids == self.token_ids[token]
-            if int(slots.sum()) != feats.shape[0] * feats.shape[1]:
+            # A meta-device model (``on_meta``) has shapes but no values to check.
+            if not slots.is_meta and int(slots.sum()) != feats.shape[0] * feats.shape[1]:
                 raise ValueError(f"{int(slots.sum())} {token} slots in the batch for {feats.shape[0]} x "
                                  f"{feats.shape[1]} feature vectors: build batches with model.collator()")
             embeds = embeds.masked_scatter(slots[..., None], feats.to(embeds.dtype))
@@ -251,6 +285,14 @@ class AffectGPT(nn.Module):
                 counts.append(f"{name} {total / 1e6:.2f}M ({trainable / 1e6:.2f}M trainable)")
         return ", ".join(counts)
 
+
+
+def placeholder_ids(tokenizer: PreTrainedTokenizerBase | None, llm: PreTrainedModel) -> dict[str, int]:
+    """Token id of each placeholder: the tokenizer's, or (a meta build without one) the vocabulary's last rows."""
+    if tokenizer is not None:
+        return {t: tokenizer.convert_tokens_to_ids(t) for t in PLACEHOLDER_TOKENS}
+    vocab = llm.config.get_text_config().vocab_size
+    return {t: vocab - len(PLACEHOLDER_TOKENS) + i for i, t in enumerate(PLACEHOLDER_TOKENS)}
 
 
 def add_placeholder_tokens(tokenizer: PreTrainedTokenizerBase, llm: PreTrainedModel) -> None:

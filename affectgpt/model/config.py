@@ -1,7 +1,8 @@
 """The model recipe: which checkpoints, how modalities are fused, what inputs the model expects.
 
 A recipe is YAML (``configs/models/*.yaml``) read with ``affectgpt.config.load_config(AffectGPTConfig, path)``.
-Every path names a local Hugging Face directory; swapping the backbone is the one key ``llm``.
+Every model is a local Hugging Face directory or a hub id (``affectgpt.model.hub``); swapping the backbone is
+the one key ``llm``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from affectgpt.model.hub import is_hub_id
+
 Fusion = Literal["qformer", "attention", "mean"]
 
 
@@ -17,7 +20,7 @@ Fusion = Literal["qformer", "attention", "mean"]
 class ModalityConfig:
     """One input modality: a frozen (by default) encoder, then fusion into ``num_queries`` LLM tokens."""
 
-    # A local HF directory: a vision tower (CLIP/SigLIP/ViT) or a speech encoder (Whisper/HuBERT/wav2vec2).
+    # A local HF directory or hub id: a vision tower (CLIP/SigLIP/ViT) or a speech encoder (Whisper/HuBERT/wav2vec2).
     encoder: Path
     fusion: Fusion = "qformer"
     num_queries: int = 8
@@ -33,7 +36,7 @@ class ModalityConfig:
 
 @dataclass
 class AffectGPTConfig:
-    llm: Path  # a local HF causal-LM directory (with its tokenizer), or a folder holding ``gguf_file``
+    llm: Path  # a local HF causal-LM directory (with its tokenizer) or hub id, or a folder holding ``gguf_file``
     gguf_file: str | None = None  # a GGUF file inside ``llm``; transformers dequantises it at load
     # ``random`` keeps the architecture and tokenizer of ``llm`` but not its weights (scaling studies, smoke runs).
     llm_init: Literal["pretrained", "random"] = "pretrained"
@@ -74,6 +77,6 @@ class AffectGPTConfig:
 
 
 def _require_dir(key: str, path: Path) -> None:
-    if not path.is_dir():
+    if not path.is_dir() and not is_hub_id(path):
         hint = " (run `affectgpt zoo build --out models/` for the local zoo)" if "models" in path.parts else ""
         raise ValueError(f"{key}: directory {path} does not exist{hint}")

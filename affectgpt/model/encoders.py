@@ -7,7 +7,7 @@ Which class loads a directory:
 - a dual-tower checkpoint (CLIP, SigLIP: the config has ``vision_config``) loads only its vision tower;
 - an encoder-decoder checkpoint (Whisper) loads the model and keeps ``get_encoder()``;
 - an encoder saved alone (``architectures: [WhisperEncoder]``, as ``save_pretrained`` writes it) loads that class;
-- anything else (ViT, CLIPVisionModel, HuBERT, wav2vec2) loads with ``AutoModel``.
+- anything else (ViT, CLIPVisionModel, HuBERT, wav2vec2) loads with its ``AutoModel`` class.
 """
 
 from __future__ import annotations
@@ -18,22 +18,27 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
 
-def load_encoder(path: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+def load_encoder(path: str | Path, dtype: torch.dtype = torch.float32, weights: bool = True) -> PreTrainedModel:
+    """The encoder of ``path``; ``weights=False`` builds it from ``config.json`` alone (randomly initialised,
+    or shapes only under ``torch.device("meta")``)."""
     config = AutoConfig.from_pretrained(path)
     arch = (config.architectures or [""])[0]
     if arch.endswith("Encoder"):
         module = importlib.import_module(type(config).__module__.replace(".configuration_", ".modeling_"))
         cls = getattr(module, arch)
     elif getattr(config, "vision_config", None) is not None:
-        cls = MODEL_MAPPING[type(config.vision_config)]
+        cls, config = MODEL_MAPPING[type(config.vision_config)], config.vision_config
     else:
-        cls = AutoModel
-    with _outside_zero3():
-        model = cls.from_pretrained(path, dtype=dtype)
+        cls = MODEL_MAPPING[type(config)]
+    if weights:
+        with _outside_zero3():
+            model = cls.from_pretrained(path, dtype=dtype)
+    else:
+        model = cls._from_config(config, dtype=dtype)
     if getattr(model.config, "is_encoder_decoder", False):
         model = model.get_encoder()
     return model

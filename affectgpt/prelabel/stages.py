@@ -225,15 +225,15 @@ def load_affectgpt(path: Path, instruction: str, root: Path) -> Any:
     """An AffectGPT model dir, or a recipe .yaml (its relative paths joined to ``root``) with untrained adapters."""
     import torch
 
-    from affectgpt.model import AffectGPT, AffectGPTConfig
+    from affectgpt.model import AffectGPT, AffectGPTConfig, hub
 
     if path.is_dir():
         return AffectGPT.from_pretrained(path, instruction=instruction)
     data = read_yaml(path)
-    data["llm"] = str(root / data["llm"])
+    data["llm"] = hub.resolve(root, data["llm"])
     for branch in ("video", "audio"):
         if data.get(branch):
-            data[branch]["encoder"] = str(root / data[branch]["encoder"])
+            data[branch]["encoder"] = hub.resolve(root, data[branch]["encoder"])
     data["instruction"] = instruction
     log.warning("%s is a recipe, not a trained model: its adapters are random (smoke runs only)", path)
     torch.manual_seed(0)  # the same random adapters in every actor and every run, so resumed output agrees

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from affectgpt.config import flatten, from_dict, merge, read_yaml, to_dict
-from affectgpt.model import AffectGPT, AffectGPTConfig
+from affectgpt.model import AffectGPT, AffectGPTConfig, hub
 from affectgpt.model.affectgpt import ADAPTER_FILE, CONFIG_FILE
 from affectgpt.train.config import TrainConfig
 from affectgpt.train.metrics import MetricsLogger
@@ -26,10 +26,10 @@ def model_config(cfg: TrainConfig) -> AffectGPTConfig:
         data, base, where = read_yaml(cfg.model.recipe), Path.cwd(), cfg.model.recipe
     data = merge(data, cfg.model.set)
     # Absolute paths: the recipe is stored in checkpoints and must mean the same from any working directory.
-    data["llm"] = str((base / data["llm"]).resolve())
+    data["llm"] = hub.resolve(base, data["llm"])
     for name in ("video", "audio"):
         if data.get(name):
-            data[name]["encoder"] = str((base / data[name]["encoder"]).resolve())
+            data[name]["encoder"] = hub.resolve(base, data[name]["encoder"])
     try:
         return from_dict(AffectGPTConfig, data)
     except ValueError as e:
