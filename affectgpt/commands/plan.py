@@ -13,8 +13,10 @@ overrides win over both. Keys: see affectgpt/train/plan.py (PlanConfig). --gpus 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import sys
 from pathlib import Path
 
 HELP = "plan a training run: parameters, memory per GPU, micro-batch, FLOPs, wall time, shard layout"
@@ -57,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     model_cfg = dataclasses.replace(model_cfg, dtype="bfloat16" if cfg.precision == "bf16" else "float32")
     seq = cfg.seq or default_seq(model_cfg)
     log.info("tracing one training step of %s on the meta device (%d tokens)", cfg.recipe, seq)
-    plan = build_plan(cfg, measure(model_cfg, seq))
+    # stdout carries the plan alone (--json is for scripts): DeepSpeed prints its accelerator notice there.
+    with contextlib.redirect_stdout(sys.stderr):
+        plan = build_plan(cfg, measure(model_cfg, seq))
     print(json.dumps(plan, indent=1) if args.json else render(plan))
     return 0

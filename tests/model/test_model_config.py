@@ -27,8 +27,9 @@ def test_unknown_key_is_rejected(zoo):
                                     "video": {"encoder": str(zoo / "video/clip-tiny"), "fusoin": "mean"}})
 
 
-@pytest.mark.parametrize(("key", "value"), [("llm", "nowhere/llm"), ("video", {"encoder": "nowhere/clip"}),
-                                            ("audio", {"encoder": "nowhere/hubert"})])
+# Paths with one slash (``org/name``) that are not directories are hub ids (affectgpt.model.hub).
+@pytest.mark.parametrize(("key", "value"), [("llm", "nowhere/llm/x"), ("video", {"encoder": "nowhere/clip/x"}),
+                                            ("audio", {"encoder": "nowhere/hubert/x"})])
 def test_missing_directory_names_key_and_path(zoo, key, value):
     data = {"llm": str(zoo / "llm/llama-tiny"), key: value}
     with pytest.raises(ConfigError) as err:
