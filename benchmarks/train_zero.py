@@ -1,5 +1,6 @@
 """ZeRO-3 vs ZeRO-2 vs DDP at 2 ranks on one model and one batch: step time, samples/s, peak memory and
-model-state memory per rank, MFU over the matmul peak measured in this script; ratios printed against DDP.
+model-state memory per rank, MFU over the matmul peak measured in this script; ratios printed against DDP, and
+the measured model states against the capacity planner's prediction (``affectgpt plan``'s memory model).
 
   python benchmarks/train_zero.py [--recipe configs/models/smollm2-135m.yaml] [--zoo models] [--steps 4]
   python benchmarks/train_zero.py --startup      # also: DeepSpeed start-up with and without the shm op build
@@ -97,10 +98,16 @@ def driver(args: argparse.Namespace) -> int:
 
 
 def report(results: dict[str, list[dict]], peak: float) -> None:
+    from affectgpt.train.plan import model_state_bytes
+
     rows = {}
     for strategy, ranks in results.items():
         step = max(r["step_time_s"] for r in ranks)
+        r0 = ranks[0]
+        predicted = model_state_bytes(strategy, r0["trainable"], r0["params"] - r0["trainable"], r0["param_bytes"],
+                                      r0["world_size"])
         rows[strategy] = {
+            "predicted_model_state_mb": predicted / 2**20,
             "step_s": step,
             "samples_s": sum(r["samples"] for r in ranks) / step,
             "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks),
@@ -112,6 +119,10 @@ def report(results: dict[str, list[dict]], peak: float) -> None:
     for s, r in rows.items():
         print(f"{s:8} {r['step_s']:8.3f} {r['samples_s']:10.2f} {r['peak_rss_mb']:17.0f} "
               f"{r['model_state_mb']:21.1f} {r['mfu']:7.2%}")
+    print("\nmodel states per rank, measured / predicted by affectgpt.train.plan:")
+    for s, r in rows.items():
+        print(f"  {s}: {r['model_state_mb']:.1f} MB / {r['predicted_model_state_mb']:.1f} MB = "
+              f"{r['model_state_mb'] / r['predicted_model_state_mb']:.3f}")
     if "ddp" in rows:
         base = rows["ddp"]
         print("\nratios vs DDP (ZeRO / DDP):")
@@ -220,6 +231,8 @@ def worker(args: argparse.Namespace) -> int:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "model_state_mb": state_bytes / 2**20, "flops_per_step": flops,
         "params": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()),
+        "trainable": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad),
+        "param_bytes": 2 if gpu else 4, "world_size": world,
         "tokens": int(batch["attention_mask"].sum()),
     }
     (args.out / f"rank{rank}.json").write_text(json.dumps(result))

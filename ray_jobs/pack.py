@@ -2,7 +2,7 @@
 
   ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
       python -m ray_jobs.pack --corpus /data/emer --split coarse --out /data/shards/coarse \\
-      [--samples-per-shard 256] [--frames 8] [--size 224]
+      [--samples-per-shard 256] [--frames 8] [--size 224] [--readers 256]
 
 --corpus and --out must be absolute paths (or, for --out, an fsspec URL such as s3://bucket/shards/coarse):
 under `--working-dir` the job runs in an uploaded copy of the project, where relative paths lead nowhere.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from pathlib import Path
 from affectgpt.corpus import CorpusError, scan_csv, split_csv
 from shards.build import PackError, ShardResult, finish, pack_shard, plan_shards, prepare
 from shards.index import QUARANTINE_FILE
+from shards.loader import SHARDS_PER_READER, shard_advice
 from shards.schema import PackConfig
 
 log = logging.getLogger("ray_jobs.pack")
@@ -60,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jpeg-quality", type=int, default=defaults.jpeg_quality,
                    help=f"frame JPEG quality (default: {defaults.jpeg_quality})")
     p.add_argument("--seed", type=int, default=defaults.seed, help="shuffle of clips into shards (default: 0)")
+    p.add_argument("--readers", type=int, default=0,
+                   help="training readers to plan the shards for: ranks x loader workers (e.g. 64 x 4); the job "
+                        "advises a --samples-per-shard that feeds them all (default: say how many readers it feeds)")
     return p.parse_args(argv)
 
 
@@ -81,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     prepare(args.out, args.split, plans)
     log.info("%s: %d rows (%d bad in the CSV) -> %d shards in %s", csv_path, rows, len(problems), len(plans),
              args.out)
+    log_shard_advice(len(records), cfg.samples_per_shard, args.readers)
 
     start = time.perf_counter()
     ray.init()  # inside `ray job submit` this joins the cluster named by RAY_ADDRESS
@@ -113,6 +119,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"quarantine list: {args.out.rstrip('/')}/{QUARANTINE_FILE} (exit code {EXIT_QUARANTINED})")
         return EXIT_QUARANTINED
     return EXIT_OK
+
+
+def log_shard_advice(samples: int, samples_per_shard: int, readers: int) -> None:
+    """Readers are dealt whole shards: say whether this layout feeds a cluster's loader readers."""
+    if readers:
+        advice = shard_advice(samples, samples_per_shard, readers)
+        log.info("for %d readers (ranks x loader workers): %s", readers, advice["advice"])
+        return
+    shards = math.ceil(samples / samples_per_shard)
+    log.info("%d shards feed up to %d readers (ranks x loader workers) exactly once and %d evenly in training; "
+             "--readers N advises a --samples-per-shard for a cluster", shards, shards, shards // SHARDS_PER_READER)
 
 
 def main(argv: list[str] | None = None) -> int:

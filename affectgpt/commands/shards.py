@@ -20,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["verify", "inspect"], help="what to do")
     p.add_argument("dir", help="shard directory or URL (holding index.json)")
     p.add_argument("--samples", type=int, default=3, help="inspect: samples to show (default: 3)")
+    p.add_argument("--workers", type=int,
+                   help="verify: shards checked side by side by threads (default: 8 for a URL, where reads wait on "
+                        "the network; 1 for a local directory, where tar parsing holds the GIL and threads only "
+                        "add contention: benchmarks/verify_throughput.py)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     from shards.verify import verify
 
+    workers = args.workers or (8 if "://" in args.dir else 1)
     with tqdm(total=index.bytes, unit="B", unit_scale=True, desc="verify") as bar:
-        _, problems = verify(args.dir, progress=lambda shard: bar.update(shard.bytes))
+        _, problems = verify(args.dir, progress=lambda shard: bar.update(shard.bytes), workers=workers)
     for problem in problems:
         log.error("%s", problem)
     print(f"verify: {len(index.shards)} shards, {len(problems)} problem(s)")

@@ -144,17 +144,21 @@ def test_index_round_trip_and_errors(tmp_path, make_shards):
         read_index(str(tmp_path))
 
 
-def test_verify_passes_then_names_the_damaged_shard(tmp_path, make_shards):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_verify_passes_then_names_the_damaged_shard(tmp_path, make_shards, workers):
     make_shards(tmp_path, [4, 4, 2])
-    assert verify(str(tmp_path))[1] == []
+    assert verify(str(tmp_path), workers=workers)[1] == []
     shard = tmp_path / "coarse-000001.tar"
     data = bytearray(shard.read_bytes())
     data[2000] ^= 0xFF
     shard.write_bytes(bytes(data))
-    problems = verify(str(tmp_path))[1]
+    problems = verify(str(tmp_path), workers=workers)[1]
     assert len(problems) == 1 and problems[0].startswith("coarse-000001.tar: sha256")
     (tmp_path / "coarse-000002.tar").unlink()
-    assert verify(str(tmp_path))[1][1] == "coarse-000002.tar: missing"
+    seen = []
+    problems = verify(str(tmp_path), progress=lambda s: seen.append(s.file), workers=workers)[1]
+    assert problems[1] == "coarse-000002.tar: missing"  # in index order, whatever finished first
+    assert seen == [f"coarse-00000{i}.tar" for i in range(3)]
 
 
 def test_verify_catches_a_count_mismatch(tmp_path, make_shards):
