@@ -9,14 +9,15 @@ the ``eval`` command is the standalone use of the same function.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from affectgpt.atomic import write_atomic
 from affectgpt.eval.extract import Extraction, Extractor, LexiconExtractor
 from affectgpt.eval.scoring import evaluate
 from affectgpt.eval.tasks import TASKS
@@ -105,7 +106,7 @@ def evaluate_split(
         "max_new_tokens": cfg.max_new_tokens, "repetition_penalty": cfg.repetition_penalty,
         "batch_size": cfg.batch_size, "task": cfg.task, "wheels": [str(w) for w in cfg.wheels],
     }
-    _write_atomic(out_dir / METRICS_FILE, json.dumps(result, indent=2) + "\n")
+    write_atomic(out_dir / METRICS_FILE, json.dumps(result, indent=2) + "\n", durable=False)
     log.info("described %d samples in %.1f s (%.2f samples/s); wrote %s and %s", len(names), seconds,
              len(names) / max(seconds, 1e-9), out_dir / PREDICTIONS_FILE, out_dir / METRICS_FILE)
     return result
@@ -151,15 +152,8 @@ def clip_sample(path: str | Path, model_cfg: Any, subtitle: str = "") -> dict[st
 
 
 def _write_predictions(path: Path, names: list[str], descriptions: list[str], labels: list[list[str]]) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "description", "labels"])
-        w.writerows([n, d, ",".join(ls)] for n, d, ls in zip(names, descriptions, labels, strict=True))
-    os.replace(tmp, path)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["name", "description", "labels"])
+    w.writerows([n, d, ",".join(ls)] for n, d, ls in zip(names, descriptions, labels, strict=True))
+    write_atomic(path, buf.getvalue(), durable=False)

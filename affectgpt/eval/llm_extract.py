@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 import urllib.error
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from affectgpt.atomic import write_atomic
 from affectgpt.eval.extract import Extraction, _extraction
 from affectgpt.eval.languages import detect
 from affectgpt.eval.lexicon import default_lexicon
@@ -165,9 +165,7 @@ class LLMExtractor:
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {"model": self.backend.name, "prompt_version": PROMPT_VERSION, "text": text,
                   "reply": reply, "labels": words}
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written entry
+        write_atomic(path, json.dumps(record, ensure_ascii=False), durable=False)  # a lost entry is asked again
 
 
 def prompt(text: str) -> list[dict[str, str]]:

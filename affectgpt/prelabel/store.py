@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from affectgpt.atomic import is_temp, write_atomic
 from affectgpt.config import flatten
 from affectgpt.corpus import Record, RowProblem
 
@@ -48,7 +49,7 @@ class SampleStore:
         self.parts.mkdir(parents=True, exist_ok=True)
         _check_run(out / STATE_DIR / "run.json", fingerprint)
         (out / COARSE_FILE).unlink(missing_ok=True)  # OUT stops looking finished before anything changes
-        for tmp in self.parts.glob("*.tmp"):
+        for tmp in (p for p in self.parts.iterdir() if is_temp(p.name)):
             tmp.unlink()  # a killed writer's part: its samples were never counted as done
         self.run_id = time.time_ns()
         self.sequence = 0
@@ -72,13 +73,7 @@ class SampleStore:
             return
         path = self.parts / f"part-{self.run_id}-{self.sequence:06d}.jsonl"
         self.sequence += 1
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(self.parts)
+        write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), durable=True)
 
 
 def pending(records: list[Record], done: dict[str, dict[str, Any]], retry_failed: bool = False) -> list[Record]:
@@ -114,13 +109,14 @@ def write_outputs(out: Path, corpus: Path, records: list[Record], problems: list
             if s[key]:
                 value = s[key].split(",") if key == "labels" else s[key]
                 lines.append(json.dumps({"name": s["name"], key: value}, ensure_ascii=False) + "\n")
-        _write_atomic(out / "stages" / f"{stage}.jsonl", "".join(lines))
-    _write_atomic(out / FAILED_FILE, _csv(["name", "row", "stage", "reason"],
-                                          [[f["name"], f["row"], f["stage"], f["reason"]] for f in failed]))
+        write_atomic(out / "stages" / f"{stage}.jsonl", "".join(lines), durable=True)
+    write_atomic(out / FAILED_FILE, _csv(["name", "row", "stage", "reason"],
+                                         [[f["name"], f["row"], f["stage"], f["reason"]] for f in failed]),
+                 durable=True)
     _link_videos(out, corpus)
-    _write_atomic(out / COARSE_FILE, _csv(["name", "subtitle", "description", "labels"],
-                                          [[s["name"], s["subtitle"], s["description"], s["labels"]]
-                                           for s in labelled]))
+    write_atomic(out / COARSE_FILE, _csv(["name", "subtitle", "description", "labels"],
+                                         [[s["name"], s["subtitle"], s["description"], s["labels"]]
+                                          for s in labelled]), durable=True)
     return Outcome(labelled, failed)
 
 
@@ -133,7 +129,7 @@ def _check_run(path: Path, fingerprint: dict[str, Any]) -> None:
             raise StoreError(f"{path.parent.parent} holds results of a run with other settings ({', '.join(changed)} "
                              "differ): resume with the same config, corpus and split, or use a new --out")
         return
-    _write_atomic(path, json.dumps(fingerprint, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(path, json.dumps(fingerprint, indent=1, ensure_ascii=False) + "\n", durable=True)
 
 
 def _link_videos(out: Path, corpus: Path) -> None:
@@ -155,18 +151,3 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -19,7 +19,6 @@ import csv
 import dataclasses
 import io
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from affectgpt.atomic import atomic_path, write_atomic
 from affectgpt.media import write_clip
 from affectgpt.synth.emotions import BASE_WEIGHTS, BASES, CUE_JITTER, VOCABULARY, Cues
 from affectgpt.synth.face import Identity, render_face
@@ -150,9 +150,8 @@ def render_sample(cfg: SynthConfig, sample: Sample, video_path: Path) -> None:
     rng = np.random.default_rng([cfg.seed, int(sample.name.split("_")[1]), 1])
     frames = render_face(sample.cues, sample.identity, int(cfg.fps * cfg.seconds), cfg.size, cfg.fps, rng)
     audio = synthesize_voice(sample.cues, sample.identity.pitch_offset, cfg.seconds, cfg.sample_rate, rng)
-    tmp = video_path.with_name(f".{video_path.name}.tmp")
-    write_clip(tmp, frames, cfg.fps, audio, cfg.sample_rate)
-    os.replace(tmp, video_path)
+    with atomic_path(video_path, durable=False) as tmp:
+        write_clip(tmp, frames, cfg.fps, audio, cfg.sample_rate)
 
 
 def describe(sample: Sample, rng: np.random.Generator) -> dict[str, str]:
@@ -227,6 +226,4 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue(), durable=False)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -28,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from affectgpt.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,8 @@ def tag_for(step: int) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same dir + fsync + rename: readers see the old or the new text."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Durable: a resumed run trusts the trainer state and ``latest`` without re-checking them."""
+    write_atomic(path, text, durable=True)
 
 
 def trainer_state_path(tag_dir: Path, rank: int) -> Path:
