@@ -27,8 +27,8 @@ import numpy as np
 
 from affectgpt.corpus import scan_csv
 from affectgpt.media import decode_clip
+from affectgpt.packing import pack_split
 from affectgpt.synth.corpus_writer import SynthConfig, write_corpus
-from shards.build import finish, pack_shard, plan_shards, prepare
 from shards.loader import ShardLoader
 from shards.schema import PackConfig, decode_sample, encode_sample
 
@@ -51,9 +51,7 @@ def main() -> None:
     records, _ = scan_csv(corpus / "coarse.csv", corpus)
     cfg = PackConfig(samples_per_shard=32)
     out = str((args.work / f"shards-{corpus.name}").resolve())
-    plans = plan_shards(records, "coarse", cfg)
-    prepare(out, "coarse", plans)
-    index = finish(out, "coarse", cfg, [pack_shard(p_, "coarse", cfg, out) for p_ in plans], [], {})
+    index = pack_split(corpus, "coarse", out, cfg, progress=False).index
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {len(records)} clips, "
           f"{cfg.frames} frames of {cfg.size}x{cfg.size}")
 

@@ -3,8 +3,8 @@
   .venv/bin/python benchmarks/pack_throughput.py [--corpus DIR] [--num 2000] [--cpus 2]
 
 Both pack the same split with the same config into fresh directories (synthesized into work/bench/ unless
---corpus is given; a synthesized corpus is kept and reused). The baseline runs ``shards.build`` (plan, pack
-every shard, finish) in this process; the baseline runs before and after the Ray run and their mean is used
+--corpus is given; a synthesized corpus is kept and reused). The baseline runs ``affectgpt.packing.pack_split``
+(plan, pack every shard, finish) in this process; the baseline runs before and after the Ray run and their mean is used
 (the load of a shared machine drifts). The Ray run is `ray job submit ... -- python -m ray_jobs.pack` against
 a head started here with ``--cpus`` CPUs and stopped at the end. Printed, with the ratios to the baseline:
   packing          the job's own clock: Ray connection, worker start-up (~1 s) and all tasks;
@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 
 from affectgpt.commands.ray import start_head, stop_head
-from affectgpt.corpus import scan_csv
+from affectgpt.packing import pack_split
 from affectgpt.synth.corpus_writer import SynthConfig, write_corpus
-from shards.build import finish, pack_shard, plan_shards, prepare
 from shards.schema import PackConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,18 +49,13 @@ def main() -> None:
     if args.corpus is None:
         write_corpus(SynthConfig(out=corpus, num=args.num, fine_fraction=0, test_fraction=0, workers=2))
     cfg = PackConfig(samples_per_shard=args.samples_per_shard)
-    records, problems = scan_csv(corpus / "coarse.csv", corpus)
-    plans = plan_shards(records, "coarse", cfg)
-
-    def one_process() -> float:
-        out = str(work / "pack-single")
+    def one_process() -> tuple[float, int, int]:
+        out = work / "pack-single"
         shutil.rmtree(out, ignore_errors=True)
-        start = time.perf_counter()
-        prepare(out, "coarse", plans)
-        finish(out, "coarse", cfg, [pack_shard(plan, "coarse", cfg, out) for plan in plans], problems, {})
-        return len(records) / (time.perf_counter() - start)
+        report = pack_split(corpus, "coarse", str(out), cfg, progress=False)  # the job's clock: after planning
+        return report.clips / report.seconds, report.clips, len(report.index.shards)
 
-    before = one_process()
+    before, clips, shards = one_process()
 
     out = work / "pack-ray"
     shutil.rmtree(out, ignore_errors=True)
@@ -74,7 +68,7 @@ def main() -> None:
              "coarse", "--out", str(out), "--samples-per-shard", str(args.samples_per_shard)],
             cwd=ROOT, capture_output=True, text=True,
         )
-        submit = len(records) / (time.perf_counter() - start)
+        submit = clips / (time.perf_counter() - start)
     finally:
         stop_head(head)
     found = re.search(r"\(([\d.]+) clips/s\)", job.stdout)
@@ -82,10 +76,10 @@ def main() -> None:
         sys.exit(f"the Ray job failed:\n{job.stdout[-3000:]}\n{job.stderr[-3000:]}")
     packing = float(found.group(1))
     steady = re.search(r"first shard after ([\d.]+) s .*then ([\d.]+) clips/s", job.stdout)
-    after = one_process()  # the baseline brackets the Ray run: on a shared machine the load drifts
+    after = one_process()[0]  # the baseline brackets the Ray run: on a shared machine the load drifts
     single = (before + after) / 2
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {len(records)} clips, "
-          f"{len(plans)} shards of {args.samples_per_shard}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {clips} clips, "
+          f"{shards} shards of {args.samples_per_shard}")
     print(f"one plain process:                {single:6.1f} samples/s   (before {before:.1f}, after {after:.1f})")
     print(f"Ray job, {args.cpus} CPUs (packing):        {packing:6.1f} samples/s   ratio {packing / single:.2f}x")
     if steady:

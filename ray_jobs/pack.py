@@ -15,7 +15,7 @@ it names files after its own blocks, whose boundaries are not reproducible, and 
 hashes. The plan (which clip goes to which shard) is made on the driver from the CSV alone, so a resubmitted
 job plans the same shards, keeps those already written and verified (size + sha256), and redoes the rest.
 
-Quarantine: rows that cannot be packed (see ``shards.build``) are listed in OUT/quarantine.csv and the
+Quarantine: rows that cannot be packed (see ``affectgpt.packing``) are listed in OUT/quarantine.csv and the
 summary prints ``in = packed + quarantined``. Clips without an audio track are kept, flagged ``has_audio``
 false.
 
@@ -30,11 +30,11 @@ import argparse
 import logging
 import math
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from affectgpt.corpus import CorpusError, scan_csv, split_csv
-from shards.build import PackError, ShardResult, finish, pack_shard, plan_shards, prepare
+from affectgpt.corpus import CorpusError
+from affectgpt.packing import PackError, ShardPlan, ShardResult, pack_shard, pack_split
 from shards.index import QUARANTINE_FILE
 from shards.loader import SHARDS_PER_READER, shard_advice
 from shards.schema import PackConfig
@@ -68,10 +68,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> int:
+def ray_shards(plans: list[ShardPlan], split: str, cfg: PackConfig, out: str) -> Iterator[tuple[ShardPlan,
+                                                                                                  ShardResult]]:
+    """``pack_shard`` as one Ray task (1 CPU) per shard, yielding results as the tasks finish."""
     import ray
-    from tqdm import tqdm
 
+    ray.init()  # inside `ray job submit` this joins the cluster named by RAY_ADDRESS
+    task = ray.remote(num_cpus=1)(pack_shard)
+    pending = {task.remote(plan, split, cfg, out): plan for plan in plans}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        yield pending.pop(done[0]), ray.get(done[0])
+
+
+def run(args: argparse.Namespace) -> int:
     if not args.corpus.is_absolute() or ("://" not in args.out and not Path(args.out).is_absolute()):
         log.error("--corpus and --out must be absolute (the job runs in a copy of the working dir); got "
                   "--corpus %s --out %s", args.corpus, args.out)
@@ -79,43 +89,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = PackConfig(frames=args.frames, size=args.size, sample_rate=args.sample_rate,
                      max_audio_seconds=args.max_audio_seconds, jpeg_quality=args.jpeg_quality,
                      samples_per_shard=args.samples_per_shard, seed=args.seed)
-    csv_path = split_csv(args.corpus, args.split)
-    records, problems = scan_csv(csv_path, args.corpus)
-    rows = len(records) + len(problems)
-    plans = plan_shards(records, args.split, cfg)
-    prepare(args.out, args.split, plans)
-    log.info("%s: %d rows (%d bad in the CSV) -> %d shards in %s", csv_path, rows, len(problems), len(plans),
-             args.out)
-    log_shard_advice(len(records), cfg.samples_per_shard, args.readers)
-
-    start = time.perf_counter()
-    ray.init()  # inside `ray job submit` this joins the cluster named by RAY_ADDRESS
-    task = ray.remote(num_cpus=1)(pack_shard)
-    pending = {task.remote(plan, args.split, cfg, args.out): plan for plan in plans}
-    results: list[ShardResult] = []
-    first_done = first_clips = None  # when the workers had started and finished a shard
-    with tqdm(total=len(records), unit="clip", desc=f"pack {args.split}", mininterval=2) as bar:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            results.append(ray.get(done[0]))
-            bar.update(len(pending.pop(done[0]).records))
-            if first_done is None:
-                first_done, first_clips = time.perf_counter() - start, bar.n
-    elapsed = time.perf_counter() - start
-
-    index = finish(args.out, args.split, cfg, results, problems,
-                   {"corpus": str(args.corpus), "csv": csv_path.name, "rows": rows})
-    reused = sum(r.reused for r in results)
-    quarantined = [*problems, *(q for r in results for q in r.quarantined)]
-    for q in sorted(quarantined, key=lambda q: q.row)[:20]:
+    report = pack_split(args.corpus, args.split, args.out, cfg, run_shards=ray_shards)
+    log_shard_advice(report.clips, cfg.samples_per_shard, args.readers)
+    for q in report.quarantined[:20]:
         log.warning("quarantined %s (row %d): %s", q.name, q.row, q.reason)
-    print(f"{args.split}: in {rows} = packed {index.samples} + quarantined {index.quarantined}; "
-          f"{index.no_audio} kept without audio; {len(index.shards)} shards ({reused} kept from an earlier run), "
-          f"{index.bytes / 1e6:.1f} MB in {elapsed:.1f} s ({len(records) / elapsed:.1f} clips/s) -> {args.out}")
-    if first_done is not None and elapsed > first_done:
-        print(f"first shard after {first_done:.1f} s (Ray connection, worker start-up, one shard); then "
-              f"{(len(records) - first_clips) / (elapsed - first_done):.1f} clips/s")
-    if index.quarantined:
+    print("\n".join(report.summary()))
+    if report.index.quarantined:
         print(f"quarantine list: {args.out.rstrip('/')}/{QUARANTINE_FILE} (exit code {EXIT_QUARANTINED})")
         return EXIT_QUARANTINED
     return EXIT_OK

@@ -1,3 +1,4 @@
-"""WebDataset shards of decoded clips, without Ray or model code: ``schema`` (sample format), ``writer``
-(atomic, reproducible tar), ``index`` (index.json), ``verify``, ``build`` (plan and pack a corpus; driven by
-``ray_jobs.pack``) and ``loader`` (the stateful training loader; imports torch, so import it explicitly)."""
+"""WebDataset shards of decoded clips, the format and nothing else (no Ray, no model code, no ``affectgpt``):
+``schema`` (sample format), ``writer`` (atomic, reproducible tar), ``index`` (index.json), ``verify``,
+``storage`` (local paths and fsspec URLs) and ``loader`` (the stateful training loader; imports torch, so import
+it explicitly). Packing a corpus into shards is ``affectgpt.packing``."""

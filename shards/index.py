@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
-from affectgpt.config import ConfigError, from_dict
 from shards import storage
 from shards.schema import SCHEMA_VERSION, PackConfig
 from shards.writer import ShardInfo
@@ -87,16 +87,32 @@ def read_index(directory: str) -> Index:
     try:
         index = Index(
             split=str(data["split"]),
-            config=from_dict(PackConfig, data["config"], "config"),
-            shards=[from_dict(ShardInfo, s, f"shards[{i}]") for i, s in enumerate(data["shards"])],
+            config=_record(PackConfig, data["config"], "config"),
+            shards=[_record(ShardInfo, s, f"shards[{i}]") for i, s in enumerate(data["shards"])],
             no_audio=int(data["totals"]["no_audio"]),
             quarantined=int(data["quarantined"]),
             source=dict(data.get("source", {})),
         )
-    except (ValueError, KeyError, TypeError, ConfigError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         raise ShardIndexError(f"{where}: malformed ({type(e).__name__}: {e})") from e
     totals = data["totals"]
     if (totals.get("samples"), totals.get("shards")) != (index.samples, len(index.shards)):
         raise ShardIndexError(f"{where}: totals {totals} disagree with the shard list "
                           f"({len(index.shards)} shards, {index.samples} samples)")
     return index
+
+
+def _record(cls: type, data: Any, where: str) -> Any:
+    """A flat dataclass of scalars from its JSON object: unknown keys and wrong types are errors naming the key
+    (``true`` is not an int; an int is a float)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object, got {data!r}")
+    types = {f.name: f.type for f in dataclasses.fields(cls)}  # strings: the modules use postponed annotations
+    unknown = sorted(set(data) - set(types))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(types))})")
+    kinds = {"int": (int,), "float": (int, float), "str": (str,)}
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, kinds[types[key]]):
+            raise ValueError(f"{where}.{key}: expected {types[key]}, got {value!r}")
+    return cls(**{k: float(v) if types[k] == "float" else v for k, v in data.items()})

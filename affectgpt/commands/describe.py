@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from affectgpt.eval.extract import LexiconExtractor
-    from affectgpt.eval.generate import clip_sample
     from affectgpt.media import MediaError
     from affectgpt.model import AffectGPT
+    from affectgpt.packing import clip_sample
 
     model = AffectGPT.from_pretrained(args.model)
     try:

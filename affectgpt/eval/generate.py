@@ -1,5 +1,5 @@
-"""Batched generation for evaluation: describe a shard split (``affectgpt eval``) or one video file
-(``affectgpt describe``), then extract labels and score them.
+"""Batched generation for evaluation: describe a shard split (``affectgpt eval``), then extract labels and
+score them. One video file becomes a sample through ``affectgpt.packing.clip_sample`` (``affectgpt describe``).
 
 ``evaluate_split`` works on a model already in memory, so training can call it on rank 0 after the last step
 (with a model whose parameters are whole on that rank: under ZeRO-3, export first and load the export);
@@ -134,21 +134,6 @@ def score_descriptions(names: list[str], generated: list[str], references: list[
     )
     result["gt_source"] = gt_source
     return result, predicted
-
-
-def clip_sample(path: str | Path, model_cfg: Any, subtitle: str = "") -> dict[str, Any]:
-    """A Sample for one video file, decoded and stored exactly as the pack job does (media.decode_clip, then
-    the shard schema's JPEG frames and int16 audio), with the shapes the model was built for."""
-    from affectgpt.media import decode_clip
-    from shards.schema import PackConfig, decode_sample, encode_sample
-
-    pack = PackConfig(frames=model_cfg.num_frames, size=model_cfg.frame_size, sample_rate=model_cfg.sample_rate,
-                      max_audio_seconds=model_cfg.max_audio_seconds)
-    clip = decode_clip(path, num_frames=pack.frames, size=pack.size, sample_rate=pack.sample_rate,
-                       max_audio_seconds=pack.max_audio_seconds)
-    audio = clip.audio if clip.audio is not None and clip.audio.size else None
-    record = {"name": Path(path).stem, "subtitle": subtitle, "description": "", "labels": [], "split": "describe"}
-    return decode_sample(encode_sample(record, clip.frames, audio, pack), pack, str(path))
 
 
 def _write_predictions(path: Path, names: list[str], descriptions: list[str], labels: list[list[str]]) -> None:

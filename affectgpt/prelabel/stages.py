@@ -80,8 +80,8 @@ class Decode:
         self.cfg = cfg
 
     def process(self, rows: list[Row]) -> None:
-        from affectgpt.eval.generate import clip_sample
         from affectgpt.media import MediaError
+        from affectgpt.packing import clip_sample
 
         for row in rows:
             try:

@@ -14,7 +14,7 @@ import yaml
 from affectgpt.cli import main
 from affectgpt.corpus import read_split
 from affectgpt.eval.metrics import METRICS
-from shards.build import finish, pack_shard, plan_shards, prepare
+from affectgpt.packing import pack_split
 from shards.loader import ShardLoader
 from shards.schema import PackConfig
 
@@ -52,11 +52,8 @@ def model_dir(recipe, tmp_path_factory) -> Path:
 
 def pack(corpus: Path, split: str, out: Path) -> Path:
     """One split of the corpus packed the way the pack job packs it (without Ray)."""
-    records = read_split(corpus, split)
     cfg = PackConfig(frames=FRAMES, size=SIZE, max_audio_seconds=AUDIO_SECONDS, samples_per_shard=4)
-    plans = plan_shards(records, split, cfg)
-    prepare(str(out), split, plans)
-    finish(str(out), split, cfg, [pack_shard(p, split, cfg, str(out)) for p in plans], [], {"rows": len(records)})
+    pack_split(corpus, split, str(out), cfg, progress=False)
     return out
 
 
@@ -121,8 +118,8 @@ def test_the_untrained_baseline_is_initialised_from_the_seed(recipe):
 
 @pytest.mark.slow
 def test_describe_decodes_a_clip_exactly_as_the_shards_store_it(model_dir, test_shards, synth_corpus, capsys):
-    from affectgpt.eval.generate import clip_sample
     from affectgpt.model import AffectGPTConfig
+    from affectgpt.packing import clip_sample
 
     stored = next(iter(ShardLoader(str(test_shards), 1, resampled=False)))[0]
     cfg = AffectGPTConfig(llm=model_dir / "llm", num_frames=FRAMES, frame_size=SIZE, max_audio_seconds=AUDIO_SECONDS)

@@ -1,6 +1,6 @@
 """Session fixtures for the training tests: a tiny model zoo, a recipe pointing at it, and synthetic shards.
 
-Packing runs ``shards.build`` in this process (the Ray job's per-shard function, without Ray)."""
+Packing runs ``affectgpt.packing.pack_split`` in this process (the Ray job's path, without Ray)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,11 @@ FRAMES, FRAME_SIZE = 4, 32
 
 
 def pack_split(corpus: Path, split: str, out: Path, samples_per_shard: int = 8) -> Path:
-    from affectgpt.corpus import scan_csv, split_csv
-    from shards.build import finish, pack_shard, plan_shards, prepare
+    from affectgpt.packing import pack_split as pack
     from shards.schema import PackConfig
 
     cfg = PackConfig(frames=FRAMES, size=FRAME_SIZE, max_audio_seconds=4.0, samples_per_shard=samples_per_shard)
-    records, problems = scan_csv(split_csv(corpus, split), corpus)
-    plans = plan_shards(records, split, cfg)
-    prepare(str(out), split, plans)
-    results = [pack_shard(plan, split, cfg, str(out)) for plan in plans]
-    finish(str(out), split, cfg, results, problems, {"corpus": str(corpus)})
+    pack(corpus, split, str(out), cfg, progress=False)
     return out
 
 

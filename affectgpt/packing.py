@@ -1,4 +1,7 @@
-"""Corpus records -> a finished shard directory, in three steps that any executor can drive:
+"""Corpus -> records -> a finished shard directory: the one packing path, driven in this process
+(``pack_split``) or by the Ray job (``ray_jobs.pack``, which passes a Ray ``run_shards``). The shard format
+itself (schema, writer, index) is the ``shards`` package; this module adds what needs the corpus reader and
+the decoder. Three steps that any executor can drive:
 
 1. ``plan_shards``: deal the records (shuffled with the config's seed) into shards of ``samples_per_shard``.
    The plan depends only on the CSV, the video sizes and the config, so a resubmitted job plans the same shards.
@@ -17,6 +20,9 @@ Quarantine (``OUT/quarantine.csv``: name, row, reason): CSV row problems from ``
 ``decode_clip`` (empty, truncated or undecodable file). A video without an audio track is NOT quarantined: the
 sample is kept with ``has_audio`` false and empty audio (the model has a "missing audio" embedding, and a
 silent clip still has a face and a subtitle to learn from); the index counts these as ``no_audio``.
+
+``clip_sample`` turns one video file into a training Sample through the same decode and encode, for
+``affectgpt describe`` and pre-labelling.
 """
 
 from __future__ import annotations
@@ -28,16 +34,19 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from affectgpt.corpus import Record, RowProblem
-from affectgpt.media import MediaError, decode_clip
+from affectgpt.corpus import Record, RowProblem, scan_csv, split_csv
+from affectgpt.media import Clip, MediaError, decode_clip
 from shards import storage
 from shards.index import INDEX_FILE, QUARANTINE_FILE, Index, ShardIndexError, read_index, write_index
-from shards.schema import SCHEMA_VERSION, PackConfig, encode_sample, tar_key
+from shards.schema import SCHEMA_VERSION, PackConfig, decode_sample, encode_sample, tar_key
 from shards.writer import ShardInfo, ShardWriter
 
 log = logging.getLogger(__name__)
@@ -135,17 +144,15 @@ def pack_shard(plan: ShardPlan, split: str, cfg: PackConfig, out: str) -> ShardR
     with ShardWriter(out, plan.file) as writer:
         for record in plan.records:
             try:
-                clip = decode_clip(record.video, num_frames=cfg.frames, size=cfg.size, sample_rate=cfg.sample_rate,
-                                   max_audio_seconds=cfg.max_audio_seconds, threads=1)  # one task per CPU
+                clip = _decode(record.video, cfg, threads=1)  # one task per CPU
             except MediaError as e:
                 quarantined.append(Quarantined(record.name, record.row, e.reason))
                 continue
-            audio = clip.audio if clip.audio is not None and clip.audio.size else None
-            no_audio += audio is None
+            no_audio += not _has_audio(clip)
             fields = {"name": record.name, "subtitle": record.subtitle, "description": record.description,
                       "labels": list(record.labels), "split": split,
                       "source": {"video": record.video.name, "row": record.row, "duration": round(clip.duration, 3)}}
-            writer.add(tar_key(record.name), encode_sample(fields, clip.frames, audio, cfg))
+            writer.add(tar_key(record.name), _encode(fields, clip, cfg))
     info = writer.info
     if info.samples == 0:  # an empty tar would only cost readers a file open
         fs.rm(storage.join(root, plan.file))
@@ -172,6 +179,95 @@ def finish(out: str, split: str, cfg: PackConfig, results: Iterable[ShardResult]
                   no_audio=sum(r.no_audio for r in results), quarantined=len(quarantined), source=source)
     write_index(out, index)
     return index
+
+
+RunShards = Callable[[list[ShardPlan], str, PackConfig, str], Iterable[tuple[ShardPlan, ShardResult]]]
+"""``run_shards(plans, split, cfg, out)`` runs ``pack_shard`` on every plan, yielding (plan, result) as each
+finishes, in any order."""
+
+
+def local_shards(plans: list[ShardPlan], split: str, cfg: PackConfig, out: str) -> Iterator[tuple[ShardPlan,
+                                                                                                   ShardResult]]:
+    """One shard after another in this process (tests, benchmarks' baseline, small corpora)."""
+    for plan in plans:
+        yield plan, pack_shard(plan, split, cfg, out)
+
+
+@dataclass(frozen=True)
+class PackReport:
+    split: str
+    out: str
+    index: Index
+    rows: int  # CSV rows read: index.samples + index.quarantined
+    clips: int  # rows that passed the CSV checks and were decoded
+    quarantined: list[Quarantined]  # every quarantined row, in row order
+    reused: int  # shards kept from an earlier run
+    seconds: float  # packing time, after planning
+    first_shard: tuple[float, int] | None  # (seconds, clips done) when the first shard finished: start-up cost
+
+    def summary(self) -> list[str]:
+        """The job's closing lines: ``in = packed + quarantined``, sizes and throughput."""
+        index, seconds = self.index, max(self.seconds, 1e-9)
+        lines = [f"{self.split}: in {self.rows} = packed {index.samples} + quarantined {index.quarantined}; "
+                 f"{index.no_audio} kept without audio; {len(index.shards)} shards ({self.reused} kept from an "
+                 f"earlier run), {index.bytes / 1e6:.1f} MB in {self.seconds:.1f} s "
+                 f"({self.clips / seconds:.1f} clips/s) -> {self.out}"]
+        if self.first_shard is not None and self.seconds > self.first_shard[0]:
+            first_s, first_clips = self.first_shard
+            lines.append(f"first shard after {first_s:.1f} s (worker start-up and one shard); then "
+                         f"{(self.clips - first_clips) / (self.seconds - first_s):.1f} clips/s")
+        return lines
+
+
+def pack_split(corpus: Path, split: str, out: str, cfg: PackConfig, run_shards: RunShards = local_shards,
+               progress: bool = True) -> PackReport:
+    """Pack ``corpus``'s ``split`` into ``out`` (a directory or fsspec URL): plan, prepare, run every shard
+    through ``run_shards``, finish. Resumes what an interrupted run left, as described above."""
+    from tqdm import tqdm
+
+    csv_path = split_csv(corpus, split)
+    records, problems = scan_csv(csv_path, corpus)
+    rows = len(records) + len(problems)
+    plans = plan_shards(records, split, cfg)
+    prepare(out, split, plans)
+    log.info("%s: %d rows (%d bad in the CSV) -> %d shards in %s", csv_path, rows, len(problems), len(plans), out)
+    start = time.perf_counter()
+    results: list[ShardResult] = []
+    first_shard = None
+    with tqdm(total=len(records), unit="clip", desc=f"pack {split}", mininterval=2, disable=not progress) as bar:
+        for plan, result in run_shards(plans, split, cfg, out):
+            results.append(result)
+            bar.update(len(plan.records))
+            if first_shard is None:
+                first_shard = (time.perf_counter() - start, bar.n)
+    seconds = time.perf_counter() - start
+    index = finish(out, split, cfg, results, problems, {"corpus": str(corpus), "csv": csv_path.name, "rows": rows})
+    quarantined = [Quarantined(p.name, p.row, p.reason) for p in problems]
+    quarantined = sorted([*quarantined, *(q for r in results for q in r.quarantined)], key=lambda q: (q.row, q.name))
+    return PackReport(split, out, index, rows, len(records), quarantined, sum(r.reused for r in results), seconds,
+                      first_shard)
+
+
+def clip_sample(path: str | Path, model_cfg: Any, subtitle: str = "") -> dict[str, Any]:
+    """A Sample for one video file, decoded and stored exactly as ``pack_shard`` does (JPEG frames, int16
+    audio), with the shapes of ``model_cfg`` (an AffectGPT recipe or anything with its four media fields)."""
+    cfg = PackConfig(frames=model_cfg.num_frames, size=model_cfg.frame_size, sample_rate=model_cfg.sample_rate,
+                     max_audio_seconds=model_cfg.max_audio_seconds)
+    record = {"name": Path(path).stem, "subtitle": subtitle, "description": "", "labels": [], "split": "describe"}
+    return decode_sample(_encode(record, _decode(Path(path), cfg), cfg), cfg, str(path))
+
+
+def _decode(video: Path, cfg: PackConfig, threads: int = 0) -> Clip:
+    return decode_clip(video, num_frames=cfg.frames, size=cfg.size, sample_rate=cfg.sample_rate,
+                       max_audio_seconds=cfg.max_audio_seconds, threads=threads)
+
+
+def _has_audio(clip: Clip) -> bool:
+    return clip.audio is not None and clip.audio.size > 0
+
+
+def _encode(fields: dict[str, Any], clip: Clip, cfg: PackConfig) -> dict[str, bytes]:
+    return encode_sample(fields, clip.frames, clip.audio if _has_audio(clip) else None, cfg)
 
 
 def _names(fs, directory: str) -> list[str]:

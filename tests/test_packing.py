@@ -8,7 +8,7 @@ import fsspec
 import pytest
 
 from affectgpt.corpus import scan_csv
-from shards.build import PackError, finish, pack_shard, plan_shards, prepare
+from affectgpt.packing import PackError, finish, pack_shard, plan_shards, prepare
 from shards.loader import ShardLoader
 from shards.schema import PackConfig
 from shards.verify import verify
