@@ -2,9 +2,9 @@
 
 A cell is (backbone recipe, initialisation). Its steps run one after another as the user would run them:
 
-    stage 1   deepspeed launcher/train.py --config <stage1>   (coarse shards; skipped by "stage2-only")
+    stage 1   deepspeed --module affectgpt.train --config <stage1> (coarse shards; skipped by "stage2-only")
     export    affectgpt export <stage1 checkpoints> --out <cell>/stage1/model
-    stage 2   deepspeed launcher/train.py --config <stage2>   (fine shards; from the stage 1 export or the base)
+    stage 2   deepspeed --module affectgpt.train --config <stage2> (fine shards; from the stage 1 export or the base)
     export    affectgpt export <stage2 checkpoints> --out <cell>/stage2/model
     eval      affectgpt eval --model <cell>/stage2/model --shards <test shards>   -> an MLflow eval run
 
@@ -25,12 +25,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import launcher
 from affectgpt.net import free_port
 from affectgpt.tracking import Tracker, TrackingConfig
 
 log = logging.getLogger(__name__)
-TRAIN_SCRIPT = Path(launcher.__file__).parent / "train.py"
 
 
 @dataclass(frozen=True)
@@ -166,10 +164,10 @@ class Study:
             return model
         ckpt = root / "checkpoints"
         launcher = [str(self.bin / "deepspeed"), "--num_gpus", str(self.cfg.launch.nproc),
-                    "--master_port", str(free_port()), *self.cfg.launch.extra]
+                    "--master_port", str(free_port()), *self.cfg.launch.extra, "--module", "affectgpt.train"]
         args = [f"data.shards={shards}", f"checkpoint.dir={ckpt}", "checkpoint.resume=auto", f"tags.stage={stage}",
                 f"run_name={overrides_tag(overrides, 'cell')} stage {stage}", *overrides]
-        self._step(f"stage {stage} training", [*launcher, str(TRAIN_SCRIPT), "--config", str(config), *args])
+        self._step(f"stage {stage} training", [*launcher, "--config", str(config), *args])
         self._step(f"stage {stage} export", [str(self.bin / "affectgpt"), "export", str(ckpt), "--out", str(model)])
         return model
 

@@ -92,10 +92,6 @@ class Tracker:
         for i in range(0, len(items), _PARAM_BATCH):
             self._client.log_batch(self.run_id, params=items[i : i + _PARAM_BATCH])
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        for key, value in tags.items():
-            self._client.set_tag(self.run_id, key, str(value))
-
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Buffer metrics of one step; flushed every ``_METRIC_BATCH`` values and on ``flush``/``close``."""
         from mlflow.entities import Metric
@@ -113,10 +109,6 @@ class Tracker:
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._client.log_artifact(self.run_id, str(path), artifact_path)
-
-    def metric_history(self, key: str) -> list[tuple[int, float]]:
-        self.flush()
-        return sorted((m.step, m.value) for m in self._client.get_metric_history(self.run_id, key))
 
     def close(self, status: str = "FINISHED") -> None:
         self.flush()

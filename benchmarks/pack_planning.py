@@ -42,7 +42,7 @@ def make_corpus(root: Path, rows: int) -> None:
 
 def worker(corpus: Path, out: Path, samples_per_shard: int) -> dict:
     from affectgpt.corpus import scan_csv, split_csv
-    from shards.build import ShardResult, finish, plan_shards, prepare
+    from affectgpt.packing import ShardResult, finish, plan_shards, prepare
     from shards.index import read_index
     from shards.schema import PackConfig
     from shards.writer import ShardInfo

@@ -26,12 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from affectgpt.eval.llm_extract import LLMError, LocalChatModel
     from affectgpt.eval.llm_server import ChatServer
+    from affectgpt.model.chat_lm import ChatLM
 
     try:
-        model = LocalChatModel(args.model)
-    except LLMError as e:
+        model = ChatLM(args.model)
+    except (OSError, ValueError) as e:
         log.error("%s", e)
         return 2
     server = ChatServer((args.host, args.port), model, args.name or args.model.name)

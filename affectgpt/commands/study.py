@@ -4,7 +4,7 @@ name). Baselines (most frequent labels, untrained model) are scored on the same 
 
 Resumable: rerun the same command after an interruption; finished cells are skipped and an interrupted
 training stage resumes from its latest checkpoint. Then: affectgpt compare --experiment <name>.
-Example: affectgpt study --config configs/study.yaml out=work/study
+Example: affectgpt study --config configs/studies/backbones.yaml out=work/study
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="study YAML (see configs/study.yaml)")
+    p.add_argument("--config", type=Path, required=True, help="study YAML (configs/studies/*.yaml)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. inits=[stage2-only]")
 
 

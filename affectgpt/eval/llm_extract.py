@@ -1,13 +1,13 @@
 """Emotion labels by an LLM, the EMER papers' protocol, behind the same interface as the lexicon extractor.
 
-The model is a local Hugging Face causal LM (a directory, or a ``.gguf`` file that transformers dequantises)
-or any OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, llama.cpp server, ``affectgpt
-serve-llm``). Replies are parsed leniently (JSON list, or a comma/line separated list); a reply with no
-usable list is malformed and re-asked, at a non-zero temperature because greedy decoding would repeat it.
-Transport errors (timeouts, refused connections, HTTP 5xx/429) are retried with exponential back-off and
-raise LLMError when retries run out; a description whose replies all stay malformed gets no labels and is
-counted in ``failures``. Good replies are cached on disk, keyed by a hash of model, prompt and text, so a
-re-run costs nothing; failures are not cached, so a re-run asks again.
+The model is a local chat LM (``affectgpt.model.chat_lm.ChatLM``: a directory or a ``.gguf`` file) or any
+OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, llama.cpp server, ``affectgpt serve-llm``). Replies
+are parsed leniently (JSON list, or a comma/line separated list); a reply with no usable list is malformed and
+re-asked, at a non-zero temperature because greedy decoding would repeat it. Transport errors (timeouts,
+refused connections, HTTP 5xx/429) are retried with exponential back-off and raise LLMError when retries run
+out; a description whose replies all stay malformed gets no labels and is counted in ``failures``. Good
+replies are cached on disk, keyed by a hash of model, prompt and text, so a re-run costs nothing; failures are
+not cached, so a re-run asks again.
 """
 
 from __future__ import annotations
@@ -104,7 +104,12 @@ class LLMExtractor:
             if self.cfg.url:
                 self.backend = OpenAIChatBackend(self.cfg.url, self.cfg.model, self.cfg.timeout_s)
             else:
-                self.backend = LocalChatModel(self.cfg.model)
+                from affectgpt.model.chat_lm import ChatLM
+
+                try:
+                    self.backend = ChatLM(self.cfg.model)
+                except (OSError, ValueError) as e:
+                    raise LLMError(f"local LLM {self.cfg.model}: {e}") from e
 
     def extract(self, text: str) -> Extraction:
         cached = self._cache_read(text)
@@ -257,31 +262,3 @@ class OpenAIChatBackend:
             return str(data["choices"][0]["message"]["content"] or "")
         except (KeyError, IndexError, TypeError) as e:
             raise TransportError(f"{endpoint}: response has no choices[0].message.content: {str(data)[:200]}") from e
-
-
-class LocalChatModel:
-    """A Hugging Face causal LM with a chat template, loaded from a directory or a ``.gguf`` file."""
-
-    def __init__(self, path: str | Path):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = Path(path)
-        if not path.exists():
-            raise LLMError(f"{path}: no such model directory or .gguf file")
-        folder, kwargs = (path.parent, {"gguf_file": path.name}) if path.suffix == ".gguf" else (path, {})
-        self.name = f"local:{path.name}"
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs).eval()
-        self._torch = torch
-
-    def chat(self, messages: list[dict[str, str]], temperature: float, max_tokens: int) -> str:
-        inputs = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        with self._torch.inference_mode():
-            out = self.model.generate(
-                **inputs, max_new_tokens=max_tokens, pad_token_id=self.tokenizer.eos_token_id, **sampling
-            )
-        return self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()

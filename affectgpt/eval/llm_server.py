@@ -14,14 +14,14 @@ import logging
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from affectgpt.eval.llm_extract import LocalChatModel
+from affectgpt.model.chat_lm import ChatLM
 
 log = logging.getLogger(__name__)
 MAX_TOKENS_LIMIT = 1024
 
 
 class ChatServer(HTTPServer):
-    def __init__(self, address: tuple[str, int], model: LocalChatModel, model_name: str):
+    def __init__(self, address: tuple[str, int], model: ChatLM, model_name: str):
         super().__init__(address, ChatHandler)
         self.model = model
         self.model_name = model_name

@@ -35,7 +35,7 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-from affectgpt.config import from_dict, read_yaml, to_dict
+from affectgpt.config import ConfigError, from_dict, merge, read_yaml, to_dict
 from affectgpt.model import hub
 from affectgpt.model.attention import resolve_attn_implementation
 from affectgpt.model.collator import AudioInputs, Collator, Sample, VideoInputs
@@ -151,20 +151,20 @@ class AffectGPT(nn.Module):
         """Load a directory written by ``save_pretrained``; ``overrides`` replace top-level recipe keys
         (e.g. ``attn_implementation="eager"``)."""
         path = Path(path)
-        data = read_yaml(path / CONFIG_FILE)
-        data["llm"] = str(path / data["llm"])
-        for name in ("video", "audio"):
-            if data.get(name):
-                data[name]["encoder"] = str(path / data[name]["encoder"])
-        data.update(overrides)
-        model = cls.from_config(from_dict(AffectGPTConfig, data))
-        adapter = load_file(str(path / ADAPTER_FILE))
-        expected = set(model.adapter_state_dict())
-        if set(adapter) != expected:
-            raise ValueError(f"{path / ADAPTER_FILE} does not match the recipe: missing "
-                             f"{sorted(expected - set(adapter))}, unexpected {sorted(set(adapter) - expected)}")
-        model.load_state_dict(adapter, strict=False)
+        model = cls.from_config(load_recipe(path / CONFIG_FILE, path, overrides))
+        model.load_adapter(path / ADAPTER_FILE)
         return model
+
+    def load_adapter(self, path: str | Path) -> None:
+        """Fusion, projectors and missing-modality tokens from an ``adapter.safetensors``. Before
+        ``deepspeed.initialize`` these modules are not partitioned, so a plain state-dict load is right under
+        every strategy."""
+        adapter = load_file(str(path))
+        expected = set(self.adapter_state_dict())
+        if set(adapter) != expected:
+            raise ValueError(f"{path} does not fit this model's adapter: missing {sorted(expected - set(adapter))}, "
+                             f"unexpected {sorted(set(adapter) - expected)}")
+        self.load_state_dict(adapter, strict=False)
 
     def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Write the self-describing directory. ``state_dict`` (keys as in ``self.state_dict()``) replaces the
@@ -293,6 +293,24 @@ def placeholder_ids(tokenizer: PreTrainedTokenizerBase | None, llm: PreTrainedMo
         return {t: tokenizer.convert_tokens_to_ids(t) for t in PLACEHOLDER_TOKENS}
     vocab = llm.config.get_text_config().vocab_size
     return {t: vocab - len(PLACEHOLDER_TOKENS) + i for i, t in enumerate(PLACEHOLDER_TOKENS)}
+
+
+def load_recipe(path: str | Path, base: str | Path, overrides: dict[str, Any] | None = None) -> AffectGPTConfig:
+    """A recipe YAML (``configs/models/*.yaml`` or a model dir's ``affectgpt.yaml``) with ``overrides`` merged
+    over it, its relative ``llm`` and encoder paths joined to ``base`` and made absolute (hub ids stay as
+    written, ``hub.resolve``): the recipe is stored in checkpoints and exports and must mean the same from any
+    working directory."""
+    data = merge(read_yaml(path), overrides or {})
+    base = Path(base)
+    if "llm" in data:
+        data["llm"] = hub.resolve(base, data["llm"])
+    for name in ("video", "audio"):
+        if isinstance(data.get(name), dict) and "encoder" in data[name]:
+            data[name]["encoder"] = hub.resolve(base, data[name]["encoder"])
+    try:
+        return from_dict(AffectGPTConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def add_placeholder_tokens(tokenizer: PreTrainedTokenizerBase, llm: PreTrainedModel) -> None:

@@ -17,8 +17,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from affectgpt.config import from_dict, read_yaml
 from affectgpt.corpus import Record
+from affectgpt.model.chat_lm import ChatLM
 from affectgpt.prelabel.config import DecodeConfig, StageConfig
 
 log = logging.getLogger(__name__)
@@ -144,37 +144,6 @@ class Describer:
         return sample
 
 
-class ChatLM:
-    """A Hugging Face causal LM with a chat template, generating greedily for a batch of conversations."""
-
-    def __init__(self, path: Path, num_cpus: float):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        torch.set_num_threads(torch_threads(num_cpus))
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-        if not self.tokenizer.chat_template:
-            raise ValueError(f"{path}: the tokenizer has no chat template")
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        # bf16 on GPUs; CPUs without bf16 instructions multiply it ~400x slower than fp32.
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
-        self._torch = torch
-
-    def generate(self, conversations: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
-        texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
-                 for c in conversations]
-        # The chat template already wrote any BOS token into the text.
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        with self._torch.inference_mode():
-            out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                      top_p=None, top_k=None, pad_token_id=self.tokenizer.pad_token_id)
-        new = out[:, batch["input_ids"].shape[1]:]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-
-
 class ChatStage:
     """``merge``: clues + subtitle -> the reasoning description. ``translate``: description -> translation.
     The instruction goes into the user turn: some chat templates (Gemma's) refuse a system role."""
@@ -182,7 +151,7 @@ class ChatStage:
     def __init__(self, name: Literal["merge", "translate"], cfg: StageConfig, lm: ChatLM | None = None):
         self.name, self.cfg = name, cfg
         self.output = "description" if name == "merge" else "translation"
-        self.lm = lm or ChatLM(cfg.model, cfg.num_cpus)
+        self.lm = lm or ChatLM(cfg.model, torch_threads(cfg.num_cpus))
 
     def process(self, rows: list[Row]) -> None:
         texts = self.lm.generate([self.messages(r) for r in rows], self.cfg.max_new_tokens)
@@ -225,19 +194,14 @@ def load_affectgpt(path: Path, instruction: str, root: Path) -> Any:
     """An AffectGPT model dir, or a recipe .yaml (its relative paths joined to ``root``) with untrained adapters."""
     import torch
 
-    from affectgpt.model import AffectGPT, AffectGPTConfig, hub
+    from affectgpt.model import AffectGPT
+    from affectgpt.model.affectgpt import load_recipe
 
     if path.is_dir():
         return AffectGPT.from_pretrained(path, instruction=instruction)
-    data = read_yaml(path)
-    data["llm"] = hub.resolve(root, data["llm"])
-    for branch in ("video", "audio"):
-        if data.get(branch):
-            data[branch]["encoder"] = hub.resolve(root, data[branch]["encoder"])
-    data["instruction"] = instruction
     log.warning("%s is a recipe, not a trained model: its adapters are random (smoke runs only)", path)
     torch.manual_seed(0)  # the same random adapters in every actor and every run, so resumed output agrees
-    return AffectGPT.from_config(from_dict(AffectGPTConfig, data, str(path)))
+    return AffectGPT.from_config(load_recipe(path, root, {"instruction": instruction}))
 
 
 def torch_threads(num_cpus: float) -> int:

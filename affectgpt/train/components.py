@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from affectgpt.config import flatten, from_dict, merge, read_yaml, to_dict
-from affectgpt.model import AffectGPT, AffectGPTConfig, hub
-from affectgpt.model.affectgpt import ADAPTER_FILE, CONFIG_FILE
+from affectgpt.config import flatten, to_dict
+from affectgpt.model import AffectGPT, AffectGPTConfig
+from affectgpt.model.affectgpt import ADAPTER_FILE, CONFIG_FILE, load_recipe
 from affectgpt.train.config import TrainConfig
 from affectgpt.train.metrics import MetricsLogger
 
@@ -21,19 +21,13 @@ def model_config(cfg: TrainConfig) -> AffectGPTConfig:
     """The model recipe this run builds: ``init.from_model``'s own recipe (its LLM and encoders are the
     weights to start from) or ``model.recipe``; ``model.set`` is merged over either."""
     if cfg.init.from_model is not None:
-        data, base, where = read_yaml(cfg.init.from_model / CONFIG_FILE), cfg.init.from_model, cfg.init.from_model
+        path, base = cfg.init.from_model / CONFIG_FILE, cfg.init.from_model
     else:
-        data, base, where = read_yaml(cfg.model.recipe), Path.cwd(), cfg.model.recipe
-    data = merge(data, cfg.model.set)
-    # Absolute paths: the recipe is stored in checkpoints and must mean the same from any working directory.
-    data["llm"] = hub.resolve(base, data["llm"])
-    for name in ("video", "audio"):
-        if data.get(name):
-            data[name]["encoder"] = hub.resolve(base, data[name]["encoder"])
+        path, base = cfg.model.recipe, Path.cwd()
     try:
-        return from_dict(AffectGPTConfig, data)
+        return load_recipe(path, base, cfg.model.set)
     except ValueError as e:
-        raise ValueError(f"{where} (with model.set): {e}") from e
+        raise ValueError(f"{e} (with model.set {cfg.model.set})" if cfg.model.set else str(e)) from e
 
 
 class AffectGPTJob:
@@ -56,7 +50,11 @@ class AffectGPTJob:
         model = AffectGPT.from_config(self.model_cfg)
         init = self.cfg.init
         if init.from_model is not None and init.adapter == "checkpoint":
-            _load_adapter(model, init.from_model / ADAPTER_FILE)
+            try:
+                model.load_adapter(init.from_model / ADAPTER_FILE)
+            except ValueError as e:
+                raise ValueError(f"{e} (init.adapter=fresh starts them anew)") from e
+            log.info("adapter (fusion, projectors) initialised from %s", init.from_model / ADAPTER_FILE)
         return model
 
     def batches(self, model: torch.nn.Module, rank: int, world_size: int):
@@ -93,17 +91,3 @@ class AffectGPTJob:
             params={**flatten(to_dict(cfg)), **facts}, tags=tags, run_id=run_id,
         )
         return MlflowMetrics(tracker)
-
-
-def _load_adapter(model: AffectGPT, path: Path) -> None:
-    """Fusion, projectors and missing-modality tokens from an exported model. These modules are not yet
-    partitioned (deepspeed.initialize does that), so a plain state-dict load is right under every strategy."""
-    from safetensors.torch import load_file
-
-    adapter = load_file(str(path))
-    expected = set(model.adapter_state_dict())
-    if set(adapter) != expected:
-        raise ValueError(f"{path} does not fit this model's adapter: missing {sorted(expected - set(adapter))}, "
-                         f"unexpected {sorted(set(adapter) - expected)} (init.adapter=fresh starts them anew)")
-    model.load_state_dict(adapter, strict=False)
-    log.info("adapter (fusion, projectors) initialised from %s", path)

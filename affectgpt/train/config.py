@@ -71,7 +71,8 @@ class DistSection:
     # zero3 (default): parameters, gradients and optimizer state partitioned; zero2: gradients + optimizer
     # state; ddp: DeepSpeed ZeRO stage 0, i.e. replicated model and all-reduced gradients (plain DDP).
     strategy: Literal["zero3", "zero2", "ddp"] = "zero3"
-    # DeepSpeed JSON template; its "auto" values are filled from this config. None: configs/deepspeed/<strategy>.json
+    # DeepSpeed JSON template; its "auto" values are filled from this config.
+    # None: the packaged affectgpt/train/deepspeed/<strategy>.json
     deepspeed_config: Path | None = None
     # auto: bf16 on GPUs, fp32 on CPU (these CPUs have no fast bf16 matmul).
     precision: Literal["auto", "bf16", "fp32"] = "auto"

@@ -11,7 +11,7 @@ from typing import Any
 from affectgpt.train.config import TrainConfig
 
 STRATEGY_STAGE = {"zero3": 3, "zero2": 2, "ddp": 0}
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "deepspeed"  # package data: {zero3,zero2,ddp}.json
 
 
 def template_path(cfg: TrainConfig) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from affectgpt.atomic import is_temp, temp_path
 from affectgpt.config import ConfigError, load_config
 from affectgpt.corpus import Record, RowProblem
 from affectgpt.prelabel.config import MERGE_INSTRUCTION, PrelabelConfig, StageConfig
@@ -90,14 +91,14 @@ def test_store_persists_whole_parts_and_resumes_only_with_the_same_settings(tmp_
     recs = records(4)
     store.append([finished(recs[0]), finished(recs[1])])
     store.append([finished(recs[2], error="empty generation")])
-    (store.parts / "part-9-000000.tmp").write_text('{"name": "clip3"')  # a writer killed mid-part
+    temp_path(store.parts / "part-9-000000.jsonl").write_text('{"name": "clip3"')  # a writer killed mid-part
     again = SampleStore(out, {"config": {"a": 1}, "corpus": "/c"})
     assert sorted(again.load()) == ["clip0", "clip1", "clip2"]
     assert [r.name for r in pending(recs, again.load())] == ["clip3"]
     assert [r.name for r in pending(recs, again.load(), retry_failed=True)] == ["clip2", "clip3"]
     again.append([finished(recs[2])])  # a retry that succeeds replaces the failure
     assert not again.load()["clip2"]["error"]
-    assert not list(again.parts.glob("*.tmp"))
+    assert not [p for p in again.parts.iterdir() if is_temp(p.name)]
     with pytest.raises(StoreError, match=r"config\.a differ"):
         SampleStore(out, {"config": {"a": 2}, "corpus": "/c"})
 
