@@ -29,6 +29,7 @@ COMMANDS = [
     "bench",
     "study",
     "compare",
+    "runs",
 ]
 
 

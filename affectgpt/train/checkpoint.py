@@ -6,14 +6,14 @@ Layout of ``checkpoint.dir``::
         <DeepSpeed files>           model / optimizer / scheduler shards, written by engine.save_checkpoint
         trainer/rank_00000.json     per rank: RNG states and the data loader position (JSON, no pickles)
         manifest.json               written last, by rank 0, after every rank finished: step, world size,
-                                    strategy, tracking run id, and every file with its size
+                                    strategy, tracking run id, and every file with its size and xxh3-128 digest
     step_00000100_universal/        optional: DeepSpeed universal form, for resuming on another world size
     latest                          the tag of the newest complete checkpoint, replaced atomically
     best                            with eval.shards set: the tag of the best-validated checkpoint (same rules)
 
-A tag dir without ``manifest.json`` is incomplete by definition. On resume the checkpoint ``latest`` names is
-validated against its manifest; if a file is missing or truncated the error names it and the previous complete
-checkpoint is tried instead.
+A tag dir without ``manifest.json`` is incomplete by definition. On resume and on export the checkpoint is
+validated against its manifest, sizes and digests, before any file is unpickled; if a file is missing, truncated
+or altered the error names it and the previous complete checkpoint is tried instead.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import resource
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,10 @@ from affectgpt.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: files map to {"bytes", "xxh3_128"}; 1 (read with a warning): files map to their size only.
+SCHEMA_VERSION = 2
+_READABLE_SCHEMAS = (1, 2)
+_CHUNK = 8 << 20
 MANIFEST = "manifest.json"
 LATEST = "latest"
 BEST = "best"
@@ -88,10 +93,24 @@ def read_trainer_state(tag_dir: Path, rank: int) -> dict[str, Any]:
         raise CheckpointError(f"cannot read trainer state {path}: {e}") from e
 
 
+def file_digest(path: Path) -> str:
+    """xxh3-128 of the file's bytes: a fast non-cryptographic hash (many GB/s), enough to catch corruption."""
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
 def write_manifest(tag_dir: Path, meta: dict[str, Any]) -> None:
-    """Seal a checkpoint: list every file under ``tag_dir`` with its size. Call after all ranks wrote theirs."""
+    """Seal a checkpoint: list every file under ``tag_dir`` with its size and digest. Call after all ranks
+    wrote theirs."""
     files = {
-        str(p.relative_to(tag_dir)): p.stat().st_size
+        str(p.relative_to(tag_dir)): {"bytes": p.stat().st_size, "xxh3_128": file_digest(p)}
         for p in sorted(tag_dir.rglob("*"))
         if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
     }
@@ -100,7 +119,8 @@ def write_manifest(tag_dir: Path, meta: dict[str, Any]) -> None:
 
 
 def validate(tag_dir: Path) -> CheckpointInfo:
-    """Check ``tag_dir`` against its manifest; raise CheckpointError naming the first problem."""
+    """Check ``tag_dir`` against its manifest (every file present, of its size, with its digest); raise
+    CheckpointError naming the first problem. Call before anything unpickles a file of the checkpoint."""
     manifest_path = tag_dir / MANIFEST
     if not manifest_path.is_file():
         raise CheckpointError(f"{tag_dir} is incomplete: it has no {MANIFEST} (the save never finished)")
@@ -108,15 +128,23 @@ def validate(tag_dir: Path) -> CheckpointInfo:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{manifest_path} is unreadable: {e}") from e
-    if manifest.get("schema") != SCHEMA_VERSION:
-        raise CheckpointError(f"{manifest_path}: schema {manifest.get('schema')!r}, this code reads {SCHEMA_VERSION}")
-    for rel, size in manifest["files"].items():
+    schema = manifest.get("schema")
+    if schema not in _READABLE_SCHEMAS:
+        raise CheckpointError(f"{manifest_path}: schema {schema!r}, this code reads {_READABLE_SCHEMAS}")
+    if schema == 1:
+        log.warning("%s predates checkpoint digests: only file sizes are checked", manifest_path)
+    for rel, entry in manifest["files"].items():
+        size, digest = (entry, None) if schema == 1 else (entry["bytes"], entry["xxh3_128"])
         path = tag_dir / rel
         if not path.is_file():
             raise CheckpointError(f"{tag_dir} is damaged: file {rel} listed in {MANIFEST} is missing")
         if path.stat().st_size != size:
             raise CheckpointError(
                 f"{tag_dir} is damaged: file {rel} has {path.stat().st_size} bytes, {MANIFEST} says {size}"
+            )
+        if digest is not None and (actual := file_digest(path)) != digest:
+            raise CheckpointError(
+                f"{tag_dir} is damaged: file {rel} has xxh3-128 {actual}, {MANIFEST} says {digest} (altered on disk)"
             )
     world_size = int(manifest["world_size"])
     for rank in range(world_size):
@@ -218,15 +246,43 @@ class CheckpointManager:
             shutil.rmtree(tag_dir, ignore_errors=True)
             (tag_dir / MANIFEST).unlink(missing_ok=True)
         self._barrier()
-        engine.save_checkpoint(str(self.root), tag=tag_dir.name, save_latest=False)
-        write_trainer_state(tag_dir, self.rank, trainer_state)
+        with _reporting_io_errors(tag_dir):
+            engine.save_checkpoint(str(self.root), tag=tag_dir.name, save_latest=False)
+            write_trainer_state(tag_dir, self.rank, trainer_state)
         self._barrier()
         if self.rank == 0:
-            write_manifest(tag_dir, {"step": step, "world_size": self.world_size, **meta})
-            atomic_write_text(self.root / LATEST, tag_dir.name + "\n")
-            if best:
-                atomic_write_text(self.root / BEST, tag_dir.name + "\n")
+            with _reporting_io_errors(tag_dir):
+                write_manifest(tag_dir, {"step": step, "world_size": self.world_size, **meta})
+                atomic_write_text(self.root / LATEST, tag_dir.name + "\n")
+                if best:
+                    atomic_write_text(self.root / BEST, tag_dir.name + "\n")
             prune(self.root, self.keep_last)
             log.info("checkpoint %s complete", tag_dir)
         self._barrier()
         return tag_dir
+
+
+@contextmanager
+def _reporting_io_errors(tag_dir: Path) -> Iterator[None]:
+    """Turn a failed write (torch.save says only ``basic_ios::clear: iostream error``) into an error naming the
+    checkpoint, its newest file, the free space and any file-size limit. ``latest`` is untouched."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        raise CheckpointError(_write_failure(tag_dir, e)) from e
+
+
+def _write_failure(tag_dir: Path, error: Exception) -> str:
+    files = [p for p in tag_dir.rglob("*") if p.is_file()] if tag_dir.is_dir() else []
+    newest = max(files, key=lambda p: p.stat().st_mtime_ns, default=None)
+    usage = shutil.disk_usage(tag_dir.parent)
+    parts = [f"writing checkpoint {tag_dir} failed: {error}"]
+    if newest is not None:
+        parts.append(f"newest file in it: {newest} ({newest.stat().st_size} bytes)")
+    parts.append(f"{usage.free / 2**30:.2f} GiB free of {usage.total / 2**30:.2f} GiB on {tag_dir.parent}")
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        parts.append(f"this process may not write files larger than {limit} bytes (ulimit -f)")
+    latest = read_latest(tag_dir.parent)
+    parts.append(f"{LATEST} still names {latest.name if latest else 'no checkpoint'}")
+    return "; ".join(parts)

@@ -78,7 +78,7 @@ class AffectGPTJob:
     def metrics(self, run_id: str | None, facts: dict[str, Any]) -> MetricsLogger | None:
         if not self.cfg.tracking.enabled:
             return None
-        from affectgpt.tracking import MlflowMetrics, Tracker
+        from affectgpt.tracking import MlflowMetrics
         from affectgpt.train.export import parent_run_id
 
         cfg = self.cfg
@@ -86,8 +86,7 @@ class AffectGPTJob:
         parent = parent_run_id(cfg.init.from_model) if cfg.init.from_model else None
         if parent:  # Stage 2 from a tracked Stage 1 export; mlflow.parentRunId nests it in the UI
             tags.update({"parent_run_id": parent, "mlflow.parentRunId": parent})
-        tracker = Tracker.open(
-            cfg.tracking, default_dir=cfg.checkpoint.dir.parent, run_name=cfg.run_name or cfg.checkpoint.dir.name,
+        return MlflowMetrics.open(
+            cfg.tracking, cfg.checkpoint.dir, run_name=cfg.run_name or cfg.checkpoint.dir.name,
             params={**flatten(to_dict(cfg)), **facts}, tags=tags, run_id=run_id,
         )
-        return MlflowMetrics(tracker)

@@ -86,6 +86,9 @@ class CheckpointSection:
     # auto: continue from dir/latest when it exists, else start fresh; never: always start fresh (refuses a
     # dir that already has checkpoints); or a path to one checkpoint tag dir.
     resume: str = "auto"
+    # Rank 0 holds dir/train.lock for the run's lifetime, so a second job on the same dir is refused
+    # (affectgpt.train.lock: exact on local disks and NFS; Lustre needs -o flock). false: no lock.
+    lock: bool = True
 
     def __post_init__(self) -> None:
         if self.every < 1:

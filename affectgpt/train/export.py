@@ -44,9 +44,14 @@ def resolve(checkpoint: Path, best: bool = False) -> CheckpointInfo:
 
 
 def consolidated_state_dict(info: CheckpointInfo) -> dict[str, torch.Tensor]:
-    """Full fp32 weights, frozen encoders included (ZeRO stores those apart from the optimizer's)."""
+    """Full fp32 weights, frozen encoders included (ZeRO stores those apart from the optimizer's).
+
+    ``info`` must come from ``validate``/``resolve``: the files' digests are checked before anything here
+    unpickles them. The DDP file is read weights-only; DeepSpeed's ZeRO consolidation unpickles fully (it has
+    no weights-only mode), which is why checkpoints are trusted input (README, "Checkpoints are trusted input").
+    """
     if info.meta["strategy"] == "ddp":
-        state = torch.load(info.path / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+        state = torch.load(info.path / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=True)
         return {k: v.float() if v.is_floating_point() else v for k, v in state["module"].items()}
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 

@@ -32,7 +32,9 @@ from affectgpt.train.checkpoint import (
 from affectgpt.train.config import TrainConfig
 from affectgpt.train.ds_config import STRATEGY_STAGE, fill, load_template, template_path
 from affectgpt.train.flops import count_flops, matmul_peak_flops
+from affectgpt.train.lock import CheckpointDirLock, DirLockedError
 from affectgpt.train.metrics import MetricsLogger, RunMetrics
+from affectgpt.train.orphan import exit_when_orphaned
 from affectgpt.train.preemption import PreemptionFlag
 from affectgpt.train.schedule import WarmupCosine
 
@@ -81,6 +83,7 @@ def run(cfg: TrainConfig, job: Job) -> int:
     from deepspeed.accelerator import get_accelerator
 
     _skip_unused_cpu_comm_build(get_accelerator().device_name())
+    exit_when_orphaned()
     deepspeed.init_distributed()
     rank, world_size = dist.get_rank(), dist.get_world_size()
     on_gpu = get_accelerator().device_name() != "cpu"
@@ -90,7 +93,8 @@ def run(cfg: TrainConfig, job: Job) -> int:
     source = template_path(cfg)
     ds_config = fill(load_template(source), cfg, world_size=world_size, bf16=bf16,
                      hidden_size=job.hidden_size, source=str(source))
-    resume, universal = _agree_on_resume(cfg, world_size, rank, dist)
+    lock = CheckpointDirLock(cfg.checkpoint.dir) if rank == 0 and cfg.checkpoint.lock else None
+    resume, universal = _agree_on_resume(cfg, world_size, rank, dist, lock)
     if universal:
         ds_config["checkpoint"] = {**ds_config.get("checkpoint", {}), "load_universal": True}
 
@@ -152,6 +156,8 @@ def run(cfg: TrainConfig, job: Job) -> int:
     finally:
         if metrics is not None:
             metrics.close(status)
+        if lock is not None:
+            lock.release()
 
 
 @dataclass
@@ -295,16 +301,20 @@ def _endless(batches: Iterable[dict[str, torch.Tensor]]) -> Iterator[dict[str, t
             raise RuntimeError("the data loader yielded no batch in a whole epoch (is the shard dir empty?)")
 
 
-def _agree_on_resume(cfg: TrainConfig, world_size: int, rank: int, dist: Any) -> tuple[CheckpointInfo | None, bool]:
-    """Rank 0 decides what to resume from; every rank gets the same answer (or the same error)."""
+def _agree_on_resume(cfg: TrainConfig, world_size: int, rank: int, dist: Any,
+                     lock: CheckpointDirLock | None) -> tuple[CheckpointInfo | None, bool]:
+    """Rank 0 takes the checkpoint dir's lock (kept until the process exits) and decides what to resume from;
+    every rank gets the same answer (or the same error)."""
     decision: list[Any] = [None]
     if rank == 0:
         try:
+            if lock is not None:
+                lock.acquire()
             decision[0] = _resume_decision(cfg, world_size)
-        except CheckpointError as e:
+        except (CheckpointError, DirLockedError) as e:
             decision[0] = e
     dist.broadcast_object_list(decision, src=0)
-    if isinstance(decision[0], CheckpointError):
+    if isinstance(decision[0], (CheckpointError, DirLockedError)):
         raise decision[0]
     return decision[0] or (None, False)
 

@@ -39,13 +39,14 @@ def deepspeed_cmd(script: str, config: Path, *overrides: str, ranks: int = 2, po
             *launcher_args, script, "--config", str(config), *overrides]
 
 
-def start(cmd: list[str], log: Path) -> subprocess.Popen:
+def start(cmd: list[str], log: Path, preexec_fn=None) -> subprocess.Popen:
     out = log.open("w")
-    return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=preexec_fn)
 
 
-def run(cmd: list[str], log: Path, timeout: float = 120) -> int:
-    proc = start(cmd, log)
+def run(cmd: list[str], log: Path, timeout: float = 120, preexec_fn=None) -> int:
+    proc = start(cmd, log, preexec_fn)
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

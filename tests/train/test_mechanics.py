@@ -32,13 +32,25 @@ def test_sigterm_writes_checkpoint_and_exits(tiny_recipe, train_shards, tmp_path
     assert 2 <= manifest["step"] < 100000
 
 
-def test_damaged_latest_is_rejected_and_previous_used(stage1, tiny_recipe, train_shards, tmp_path):
+def flip_one_bit(path):
+    with path.open("r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        byte = f.read(1)[0]
+        f.seek(-1, 1)
+        f.write(bytes([byte ^ 0x01]))
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda p: p.unlink(), "zero_pp_rank_1_mp_rank_00_optim_states.pt listed in manifest.json is missing"),
+    (flip_one_bit, "zero_pp_rank_1_mp_rank_00_optim_states.pt has xxh3-128"),
+], ids=["missing", "flipped-bit"])
+def test_damaged_latest_is_rejected_and_previous_used(stage1, tiny_recipe, train_shards, tmp_path, damage, message):
     ckpt, log = tmp_path / "ckpt", tmp_path / "log.txt"
     shutil.copytree(stage1, ckpt)
-    (ckpt / f"step_{STEPS:08d}" / "zero_pp_rank_1_mp_rank_00_optim_states.pt").unlink()
+    damage(ckpt / f"step_{STEPS:08d}" / "zero_pp_rank_1_mp_rank_00_optim_states.pt")
     assert launch.run(stage1_cmd(tiny_recipe, train_shards, ckpt), log, timeout=300) == 0, log.read_text()[-3000:]
     text = log.read_text()
-    assert "zero_pp_rank_1_mp_rank_00_optim_states.pt listed in manifest.json is missing" in text, text[-3000:]
+    assert message in text, text[-3000:]
     assert f"resuming from {ckpt / f'step_{STEPS - 4:08d}'}" in text
     # Redoing the last 4 steps from the previous checkpoint reproduces the lost one exactly.
     want, got = consolidated(stage1), consolidated(ckpt)

@@ -130,6 +130,34 @@ def test_truncated_file_is_rejected(tmp_path):
         ck.validate(tag)
 
 
+def test_flipped_bit_is_named_and_previous_checkpoint_used(tmp_path, caplog):
+    fake_checkpoint(tmp_path, 10)
+    shard = fake_checkpoint(tmp_path, 20) / "shard.pt"
+    data = bytearray(shard.read_bytes())
+    data[7] ^= 0x10  # same size: only the digest can tell
+    shard.write_bytes(bytes(data))
+    assert ck.find_resumable(tmp_path).step == 10
+    assert "file shard.pt has xxh3-128" in caplog.text and "(altered on disk)" in caplog.text
+
+
+def test_export_checks_digests_before_reading(tmp_path):
+    from affectgpt.train.export import resolve
+
+    tag = fake_checkpoint(tmp_path, 10)
+    (tag / "shard.pt").write_bytes(b"y" * 10)
+    with pytest.raises(ck.CheckpointError, match="shard.pt has xxh3-128"):
+        resolve(tag)  # a step dir is used as given: refused, never unpickled
+
+
+def test_size_only_manifest_of_schema_1_is_still_read(tmp_path, caplog):
+    tag = fake_checkpoint(tmp_path, 10)
+    manifest = json.loads((tag / ck.MANIFEST).read_text())
+    manifest.update(schema=1, files={rel: entry["bytes"] for rel, entry in manifest["files"].items()})
+    (tag / ck.MANIFEST).write_text(json.dumps(manifest))
+    assert ck.validate(tag).step == 10
+    assert "predates checkpoint digests" in caplog.text
+
+
 def test_no_usable_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     (fake_checkpoint(tmp_path, 10) / ck.TRAINER_DIR / "rank_00001.json").unlink()
     with pytest.raises(ck.CheckpointError, match="no usable checkpoint"):
@@ -159,6 +187,49 @@ def test_universal_command_is_exact(tmp_path):
     cmd = ck.universal_command(info)
     assert cmd.startswith(f"python -m deepspeed.checkpoint.ds_to_universal --input_folder {info.path} ")
     assert cmd.endswith(f"mv {info.path}_universal.partial {info.path}_universal")
+
+
+def test_failed_checkpoint_write_names_the_file_and_free_space_and_keeps_latest(tmp_path):
+    fake_checkpoint(tmp_path, 10)
+
+    class FullDisk:
+        def save_checkpoint(self, root, tag, save_latest):
+            (tmp_path / tag).mkdir(parents=True, exist_ok=True)
+            (tmp_path / tag / "optim_states.pt").write_bytes(b"x" * 3)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . basic_ios::clear: iostream error")
+
+    manager = ck.CheckpointManager(tmp_path, keep_last=3, rank=0, world_size=1, barrier=lambda: None)
+    with pytest.raises(ck.CheckpointError) as err:
+        manager.save(FullDisk(), 20, {"step": 20}, {"strategy": "zero3"})
+    assert str(err.value).startswith(f"writing checkpoint {tmp_path / 'step_00000020'} failed: [enforce fail")
+    assert f"newest file in it: {tmp_path / 'step_00000020' / 'optim_states.pt'} (3 bytes); " in str(err.value)
+    assert " GiB free of " in str(err.value) and str(err.value).endswith("latest still names step_00000010")
+    assert ck.find_resumable(tmp_path).step == 10
+
+
+def test_second_holder_of_a_checkpoint_dir_is_refused_by_name(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from affectgpt.train.lock import CheckpointDirLock, DirLockedError, holder
+
+    hold = ("import sys, time; from pathlib import Path; from affectgpt.train.lock import CheckpointDirLock; "
+            "CheckpointDirLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        assert holder(tmp_path)["pid"] == other.pid
+        with pytest.raises(DirLockedError, match=f"in use by another training job \\(host {socket.gethostname()}, "
+                                                 f"PID {other.pid}, since "):
+            CheckpointDirLock(tmp_path).acquire()
+    finally:
+        other.kill()
+        other.wait()
+    assert holder(tmp_path) is None  # the kernel dropped the dead holder's lock
+    lock = CheckpointDirLock(tmp_path)
+    lock.acquire()
+    lock.release()
 
 
 def test_tracking_hook_reopens_the_same_mlflow_run(tiny_recipe, tmp_path):
