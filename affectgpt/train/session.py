@@ -34,7 +34,7 @@ from affectgpt.train.ds_config import STRATEGY_STAGE, fill, load_template, templ
 from affectgpt.train.flops import count_flops, matmul_peak_flops
 from affectgpt.train.lock import CheckpointDirLock, DirLockedError
 from affectgpt.train.metrics import MetricsLogger, RunMetrics
-from affectgpt.train.orphan import exit_when_orphaned
+from affectgpt.train.orphan import stop_when_orphaned
 from affectgpt.train.preemption import PreemptionFlag
 from affectgpt.train.schedule import WarmupCosine
 
@@ -83,7 +83,7 @@ def run(cfg: TrainConfig, job: Job) -> int:
     from deepspeed.accelerator import get_accelerator
 
     _skip_unused_cpu_comm_build(get_accelerator().device_name())
-    exit_when_orphaned()
+    stop_when_orphaned()
     deepspeed.init_distributed()
     rank, world_size = dist.get_rank(), dist.get_world_size()
     on_gpu = get_accelerator().device_name() != "cpu"

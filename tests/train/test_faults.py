@@ -7,7 +7,6 @@ import json
 import re
 import resource
 import signal
-import time
 
 import psutil
 import pytest
@@ -61,9 +60,10 @@ def test_one_writer_per_checkpoint_dir_and_orphans_exit(tiny_recipe, train_shard
     try:
         launch.wait_for(lambda: "step 2 train/loss" in (tmp_path / "first.txt").read_text(), timeout=300,
                         proc=first)
-        job = psutil.Process(first.pid).children(recursive=True)  # the node launcher and the ranks
-        ranks = [p for p in job if "launcher/train.py" in p.cmdline()]
-        assert len(ranks) == 2
+        job = psutil.Process(first.pid).children(recursive=True)  # node launcher, ranks, their loader workers
+        (node_launcher,) = psutil.Process(first.pid).children()
+        ranks = node_launcher.children()
+        assert len(ranks) == 2 and all("launcher/train.py" in p.cmdline() for p in ranks)
 
         # A second job on the same dir (another port, as `affectgpt study` reruns) is refused, naming rank 0.
         second = tmp_path / "second.txt"
@@ -72,22 +72,23 @@ def test_one_writer_per_checkpoint_dir_and_orphans_exit(tiny_recipe, train_shard
         assert re.search(rf"{ckpt} is in use by another training job \(host \S+, PID {holder.pid}, since ",
                          second.read_text()), second.read_text()[-3000:]
 
-        # Killing only the `deepspeed` runner: both ranks notice and exit within seconds.
+        # Killing only the `deepspeed` runner: both ranks notice, checkpoint as on preemption, and exit.
         first.send_signal(signal.SIGKILL)
         first.wait()
-        killed = time.monotonic()
-        _, alive = psutil.wait_procs(job, timeout=30)
+        _, alive = psutil.wait_procs(job, timeout=120)
         assert not alive, f"still running after the launcher died: {[p.pid for p in alive]}"
-        assert time.monotonic() - killed < 30
-        assert "is an orphan and exits now" in (tmp_path / "first.txt").read_text()
+        text = (tmp_path / "first.txt").read_text()
+        assert "is an orphan; stopping as on SIGTERM" in text and "stopped at step" in text, text[-3000:]
     finally:
         launch.kill_tree(first, signal.SIGKILL)
         for p in job:
             if p.is_running():
                 p.kill()
-    # The dir is free again: the rerun trains.
-    assert launch.run(stage1_cmd(tiny_recipe, train_shards, ckpt, "max_steps=4"), tmp_path / "third.txt",
-                      timeout=300) == 0
+    # The dir is free again: the rerun resumes from the orphans' checkpoint.
+    stopped_at = (ckpt / "latest").read_text().strip()
+    cmd = stage1_cmd(tiny_recipe, train_shards, ckpt, f"max_steps={int(stopped_at.removeprefix('step_')) + 2}")
+    assert launch.run(cmd, tmp_path / "third.txt", timeout=300) == 0
+    assert f"resuming from {ckpt / stopped_at}" in (tmp_path / "third.txt").read_text()
 
 
 def test_mlflow_outage_mid_run_buffers_and_recovers(tiny_recipe, train_shards, tmp_path, own_mlflow_server):
@@ -109,12 +110,12 @@ def test_mlflow_outage_mid_run_buffers_and_recovers(tiny_recipe, train_shards, t
         launch.wait_for(lambda: len(steps()) >= during + 3, timeout=120, proc=job)  # training goes on
         server.start()
         launch.wait_for(lambda: "answers again" in log.read_text(), timeout=120, proc=job)
-        launch.kill_tree(job, signal.SIGTERM)  # preemption: checkpoint, exit 143, the run ends KILLED
+        launch.kill_tree(job, signal.SIGTERM)  # preemption: checkpoint and exit; the run ends KILLED
         job.wait(timeout=120)
     finally:
         launch.kill_tree(job, signal.SIGKILL)
     text = log.read_text()
-    assert job.returncode == 143, text[-3000:]
+    assert "stopped at step" in text, text[-3000:]
     assert text.count("does not answer") == 1
     run_id = json.loads((ckpt / "tracking.json").read_text())["run_id"]
     client = MlflowClient(tracking_uri=server.uri)

@@ -232,8 +232,10 @@ def test_second_holder_of_a_checkpoint_dir_is_refused_by_name(tmp_path):
     lock.release()
 
 
-def test_tracking_hook_reopens_the_same_mlflow_run(tiny_recipe, tmp_path):
+def test_tracking_hook_reopens_the_same_mlflow_run(tiny_recipe, tmp_path, monkeypatch):
     from affectgpt.train.components import AffectGPTJob
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # what the hook sets; undone after the test
 
     c = cfg(f"model.recipe={tiny_recipe}", f"checkpoint.dir={tmp_path / 'ckpt'}", "tracking.enabled=true",
             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "tags.stage=1")
