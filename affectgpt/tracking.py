@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from affectgpt.atomic import write_atomic
+
 log = logging.getLogger(__name__)
 
 # MLflow limits: 500 characters per param value, 100 params and 1000 metrics per batch call.
@@ -274,8 +276,6 @@ class MlflowMetrics:
              tags: Mapping[str, str], run_id: str | None) -> MlflowMetrics:
         """Deliver what a previous run in ``directory`` left behind (closing it as FAILED if it crashed and is
         not the run being continued), then open or reopen the run."""
-        from affectgpt.train.checkpoint import atomic_write_text
-
         # The outbox retries on its own: MLflow's default of 7 retries with backoff holds each call for ~4
         # minutes when the server is away, which would delay the warning, the recovery, and the start-up error
         # (a server that does not answer at start fails the run at once). An explicit setting is respected.
@@ -284,7 +284,7 @@ class MlflowMetrics:
         uri = cfg.resolve_uri(directory.parent)
         tracker = Tracker.open(cfg, directory.parent, run_name=run_name, params=params, tags=tags, run_id=run_id)
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(directory / RUN_FILE, json.dumps({"uri": uri, "run_id": tracker.run_id}) + "\n")
+        write_atomic(directory / RUN_FILE, json.dumps({"uri": uri, "run_id": tracker.run_id}) + "\n", durable=True)
         return cls(tracker, directory, uri)
 
     def log(self, step: int, values: dict[str, float]) -> None:
