@@ -31,6 +31,19 @@ decoded. The world size, worker count, batch size, seed, mode and shard set must
 Samples are the dicts of docs/CONTRACTS.md (numpy arrays, no torch); ``collate_fn(list_of_samples)`` runs in
 the worker processes and must be picklable. Decoding is safe (see ``shards.schema``): nothing is unpickled.
 
+Integrity: every sample's digests are checked as it is decoded, and a shard that ends early (truncated) is
+noticed when it is read. ``on_corrupt="fail"`` (the default) raises ``CorruptSampleError`` naming the shard and
+the sample key. ``on_corrupt="skip"`` logs the sample, records it in ``skipped`` and takes the next intact
+sample of the same shard (in file order) in its place, so batch counts, positions and resumes stay exactly as
+they would be; a shard with no intact sample left is an error either way.
+
+Workers and signals: a SIGTERM sent to the whole process tree (a scheduler's preemption, the deepspeed
+launcher stopping the job) does not reach the workers' work: the training process turns it into "checkpoint,
+then exit" and needs batches until then. A SIGTERM from the training process itself (multiprocessing stops its
+workers that way at exit, torch when it shuts a loader down) ends a worker at once, so a trainer that fails
+never waits for its workers; and workers exit when the training process dies.
+
+
 Workers decode into shared memory that they reuse (``shards.transport``), and the arrays a caller receives are
 its own: keeping a batch is always safe. That memory is ``num_workers x 3`` batches at the pack config's
 maximum sizes (8 frames of 224 px with 10 s of audio: 14.7 MB per batch of 8), in ``/dev/shm`` like every
@@ -39,12 +52,17 @@ DataLoader tensor; containers need ``--shm-size`` or ``--ipc=host`` to allow it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import math
+import os
 import signal
+import tarfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -52,7 +70,9 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from shards import storage, transport
 from shards.index import read_index
-from shards.schema import Allocate, decode_sample
+from shards.schema import Allocate, CorruptSampleError, decode_sample
+
+log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 PREFETCH = 2  # batches each worker prepares ahead (torch's default prefetch_factor)
@@ -62,11 +82,17 @@ def _identity(items: Any) -> Any:
     return items
 
 
-def _ignore_sigterm(worker_id: int) -> None:
-    """Workers outlive a SIGTERM sent to the whole process tree (schedulers do that on preemption): the training
-    process turns it into "checkpoint, then exit", and torch's default would kill the worker first and crash the
-    trainer mid-step. Workers still exit with their parent."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def _sigterm_only_from(trainer: int, worker_id: int) -> None:
+    """Worker start-up: SIGTERM ends this worker only when the training process ``trainer`` sends it (see the
+    module docstring). Blocked in every thread, it is taken by one waiting thread that knows the sender."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait() -> None:
+        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != trainer:
+            pass
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=wait, name="sigterm-from-trainer", daemon=True).start()
 
 
 class ShardLoader:
@@ -82,6 +108,7 @@ class ShardLoader:
         collate_fn: ``list[Sample] -> batch``, run in the workers; default: the list itself.
         resampled: True for equal batch counts on every rank (training), False for exactly-once epochs.
         pin_memory: passed to the torch DataLoader (for tensors made by ``collate_fn``).
+        on_corrupt: ``fail`` raises on a corrupt or lost sample, ``skip`` replaces it (module docstring).
     """
 
     def __init__(
@@ -96,7 +123,10 @@ class ShardLoader:
         collate_fn: Callable[[list[dict[str, Any]]], Any] | None = None,
         resampled: bool = True,
         pin_memory: bool = False,
+        on_corrupt: Literal["fail", "skip"] = "fail",
     ):
+        if on_corrupt not in ("fail", "skip"):
+            raise ValueError(f"on_corrupt must be fail or skip, got {on_corrupt!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -113,6 +143,8 @@ class ShardLoader:
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.num_workers, self.seed, self.resampled, self.pin_memory = num_workers, seed, resampled, pin_memory
         self.collate_fn = collate_fn or _identity
+        self.on_corrupt = on_corrupt
+        self.skipped: list[str] = []  # what on_corrupt=skip replaced, in the order the batches arrived
         self.readers = max(num_workers, 1)
         slots = world_size * self.readers
         if sum(self.counts) == 0:
@@ -152,12 +184,15 @@ class ShardLoader:
             items = iter(torch.utils.data.DataLoader(
                 _EpochStream(self, self.epoch, self.position, rings), batch_size=None,
                 num_workers=self.num_workers, prefetch_factor=PREFETCH, collate_fn=_identity,
-                pin_memory=self.pin_memory, worker_init_fn=_ignore_sigterm, multiprocessing_context=context,
+                pin_memory=self.pin_memory, worker_init_fn=functools.partial(_sigterm_only_from, os.getpid()),
+                multiprocessing_context=context,
             ))
         for item in items:
             self.position += 1
             if item is not None:
-                yield transport.unpack(item, rings)
+                batch, skipped = item
+                self.skipped += skipped
+                yield transport.unpack(batch, rings)
         self.epoch, self.position = self.epoch + 1, 0
         self._spare_rings = rings  # the DataLoader has joined its workers: the next epoch may reuse them
 
@@ -245,17 +280,16 @@ class _ReaderPlan:
             remaining -= min(count - skip, remaining)
             skip = 0
 
-    def members_from(self, urls: list[str], skip: int) -> Iterator[tuple[dict[str, bytes], str]]:
-        """(tar members, "shard:key") of this plan's samples after the first ``skip``; shards wholly skipped
-        are not opened, and nothing is decoded here."""
+    def members_from(self, urls: list[str], skip: int,
+                     on_corrupt: str) -> Iterator[Iterator[tuple[dict[str, bytes], str]]]:
+        """For each of this plan's samples after the first ``skip``: its (tar members, "shard:key"), then those
+        of the samples that may stand in for it (``_candidates``). Shards wholly skipped are not opened, and
+        nothing is decoded here."""
         for shard, positions in self.picks(skip):
-            raw = _read_shard(urls[shard])
-            if len(raw) != self.dealing.counts[shard]:
-                raise ValueError(f"{urls[shard]}: holds {len(raw)} samples, index says {self.dealing.counts[shard]} "
-                                 "(run `affectgpt shards verify`)")
+            count = self.dealing.counts[shard]
+            raw = _read_shard(urls[shard], count, on_corrupt)
             for i in positions:
-                members = {k: v for k, v in raw[i].items() if not k.startswith("__")}
-                yield members, f"{urls[shard]}:{raw[i]['__key__']}"
+                yield _candidates(raw, int(i), count, urls[shard])
 
 
 class _EpochStream(torch.utils.data.IterableDataset):
@@ -281,29 +315,74 @@ class _EpochStream(torch.utils.data.IterableDataset):
         ring = self.rings[info.id] if info else None
         allocate: Allocate = np.empty
         batch: list[dict[str, Any]] = []
-        for members, where in plan.members_from(self.loader.urls, min(done, plan.batches) * self.loader.batch_size):
+        skipped: list[str] = []
+        skip = min(done, plan.batches) * self.loader.batch_size
+        for candidates in plan.members_from(self.loader.urls, skip, self.loader.on_corrupt):
             if ring and not batch:
                 allocate = ring.arena()
-            batch.append(decode_sample(members, self.loader.config, where, allocate))
+            batch.append(self._decode(candidates, allocate, skipped))
             if len(batch) == self.loader.batch_size:
-                yield self._item(batch, ring)
-                batch = []
+                yield self._item(batch, ring), skipped
+                batch, skipped = [], []
         if batch:
-            yield self._item(batch, ring)
+            yield self._item(batch, ring), skipped
         for _ in range(items - max(done, plan.batches)):
             yield None
+
+    def _decode(self, candidates: Iterator[tuple[dict[str, bytes], str]], allocate: Allocate,
+                skipped: list[str]) -> dict[str, Any]:
+        """The first candidate that is intact; with on_corrupt=fail, only the first. Only the planned sample
+        counts as skipped: a corrupt stand-in is counted when its own turn comes."""
+        for n, (members, where) in enumerate(candidates):
+            try:
+                return decode_sample(members, self.loader.config, where, allocate)
+            except CorruptSampleError as e:
+                if self.loader.on_corrupt == "fail":
+                    raise
+                if n == 0:
+                    log.warning("%s; skipped (on_corrupt=skip): the next intact sample of the shard takes its place",
+                                e)
+                    skipped.append(str(e))
+        raise AssertionError("unreachable: _candidates raises when it runs out")
 
     def _item(self, batch: list[dict[str, Any]], ring: transport.SlotRing | None) -> Any:
         item = self.loader.collate_fn(batch)
         return transport.pack(item, ring) if ring else item
 
 
-def _read_shard(url: str) -> list[dict[str, Any]]:
-    """All samples of a shard as raw members (bytes), through WebDataset's tar grouping."""
-    with storage.location(url)[0].open(url, "rb") as f:
-        files = ({**member, "__url__": url} for member in tar_file_iterator(f))
-        return list(group_by_keys(files))
+def _candidates(raw: list[dict[str, Any]], i: int, count: int, url: str) -> Iterator[tuple[dict[str, bytes], str]]:
+    """Sample ``i`` of a shard, then the samples after it in file order (wrapping around), each as (members,
+    "shard:key"); a sample lost to truncation has no members."""
+    for j in range(i, i + count):
+        j %= count
+        if j < len(raw):
+            yield {k: v for k, v in raw[j].items() if not k.startswith("__")}, f"{url}:{raw[j]['__key__']}"
+        else:
+            yield {}, f"{url}: sample {j + 1} of {count} (lost: the shard ends after {len(raw)})"
+    raise CorruptSampleError(f"{url}: no intact sample left in this shard (run `affectgpt shards verify`)")
 
+
+def _read_shard(url: str, count: int, on_corrupt: str) -> list[dict[str, Any]]:
+    """All samples of a shard as raw members (bytes), through WebDataset's tar grouping. A shard that ends
+    early or whose tar structure is damaged raises CorruptSampleError, or with ``on_corrupt="skip"`` gives the
+    samples before the damage (the loader counts the rest as lost)."""
+    raw: list[dict[str, Any]] = []
+    try:
+        with storage.location(url)[0].open(url, "rb") as f:
+            for sample in group_by_keys({**member, "__url__": url} for member in tar_file_iterator(f)):
+                raw.append(sample)
+        damage = None if len(raw) == count else f"holds {len(raw)} samples, index says {count}"
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        reason = str(e).split(" @ <")[0]  # webdataset appends the repr of its file object
+        damage = f"{type(e).__name__}: {reason}"
+    if damage is None:
+        return raw
+    after = f"after sample {raw[-1]['__key__']}" if raw else "before its first sample"
+    message = f"{url}: truncated or damaged ({damage}), {after}"
+    if on_corrupt == "fail" or len(raw) > count:
+        raise CorruptSampleError(f"{message} (run `affectgpt shards verify`)")
+    log.warning("%s; the %d samples lost are skipped (on_corrupt=skip)", message, count - len(raw))
+    return raw
 
 
 SHARDS_PER_READER = 4  # what shard_advice aims for: whole-shard dealing then evens out to within 1/4 shard

@@ -1,7 +1,7 @@
 """Check or describe a shard directory written by the pack job (`python -m ray_jobs.pack`).
 
-  affectgpt shards verify DIR    re-hash every shard and re-count its samples against index.json; exit 1 and
-                                 name the shard on any mismatch
+  affectgpt shards verify DIR    re-hash every shard and re-count its samples against index.json, check every
+                                 sample's digests; exit 1 and name the shard (and sample) on any mismatch
   affectgpt shards inspect DIR   print the index summary and the first samples (name, labels, shapes)
 
 DIR may be a local directory or an fsspec URL (s3://bucket/prefix).

@@ -63,6 +63,7 @@ class AffectGPTJob:
         return ShardLoader(
             str(self.cfg.data.shards), self.cfg.micro_batch_size, rank=rank, world_size=world_size,
             num_workers=self.cfg.data.workers, seed=self.cfg.data.seed, collate_fn=model.collator(train=True),
+            on_corrupt=self.cfg.data.on_corrupt,
         )
 
     def describe(self) -> dict[str, Any]:

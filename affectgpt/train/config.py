@@ -41,6 +41,9 @@ class DataSection:
     shards: Path = Path("work/shards/coarse")
     workers: int = 1  # loader worker processes per rank
     seed: int = 0
+    # A sample whose digest does not match, or lost to a truncated shard: fail names it and stops the run;
+    # skip logs it, trains on the next intact sample of its shard instead, counts it (data/corrupt_skipped).
+    on_corrupt: Literal["fail", "skip"] = "fail"
 
     def __post_init__(self) -> None:
         if self.workers < 0:

@@ -45,7 +45,10 @@ PREEMPTED_EXIT = 143
 
 
 class StatefulBatches(Protocol):
-    """One epoch of batches per ``iter()``, then the next epoch; the position survives a restart."""
+    """One epoch of batches per ``iter()``, then the next epoch; the position survives a restart. ``skipped``
+    lists the corrupt samples replaced so far (``data.on_corrupt=skip``)."""
+
+    skipped: list[str]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]: ...
 
@@ -182,6 +185,7 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
     session_start = time.perf_counter()
     wall_before = progress.wall_s
     window = _Window()
+    skipped = 0
     with PreemptionFlag() as preemption:
         while progress.step < cfg.max_steps:
             lr = engine.get_lr()[0]  # the rate this step's update uses (the scheduler moves on at its end)
@@ -204,14 +208,16 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                 if "attention_mask" in batch:
                     tokens += float(batch["attention_mask"].sum())
             progress.step += 1
-            # [mean loss, tokens, stop requested]: summed over ranks in one collective per step.
+            # [mean loss, tokens, stop requested, corrupt samples skipped]: summed over ranks in one collective.
             totals = torch.stack([
                 loss_sum / gas,
                 torch.tensor(tokens, device=engine.device),
                 torch.tensor(float(preemption.requested), device=engine.device),
+                torch.tensor(float(len(batches.skipped)), device=engine.device),
             ])
             dist.all_reduce(totals)
             stop = bool(totals[2].item() > 0)
+            skipped = int(totals[3].item())
             window.add(float(totals[1].item()))
             if metrics is not None and (progress.step % cfg.log_every == 0 or progress.step == cfg.max_steps):
                 seconds = window.seconds()
@@ -228,6 +234,8 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                     values["train/grad_norm"] = float(grad_norm)
                 if window.tokens:
                     values["train/tokens_per_s"] = window.tokens / seconds
+                if skipped:
+                    values["data/corrupt_skipped"] = skipped
                 metrics.log(progress.step, values)
                 window = _Window()
             best = False
@@ -239,8 +247,10 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                 state = {**asdict(progress), "rng": rng.capture(), "loader": batches.state_dict()}
                 manager.save(engine, progress.step, state, meta, best=best)
             if stop:
+                _report_skipped(batches, skipped)
                 log.warning("stopped at step %d on request; rerun the same command to resume", progress.step)
                 return PREEMPTED_EXIT
+    _report_skipped(batches, skipped)
     if metrics is not None:
         metrics.finish(progress.step, progress.wall_s)
     return 0
@@ -271,6 +281,13 @@ def _validate(validation: Any, engine: Any, metrics: RunMetrics | None, progress
         raise decision[0]
     improved, progress.best_step, progress.best_value = decision[0]
     return improved
+
+
+def _report_skipped(batches: StatefulBatches, total: int) -> None:
+    """The end-of-run summary of data.on_corrupt=skip: each rank lists what it replaced."""
+    if batches.skipped:
+        log.warning("data.on_corrupt=skip replaced %d corrupt sample(s) on this rank (%d on all ranks) in this "
+                    "session:\n  %s", len(batches.skipped), total, "\n  ".join(batches.skipped))
 
 
 class _Window:

@@ -12,12 +12,25 @@ import webdataset as wds
 from PIL import Image
 
 from shards.index import INDEX_FILE, ShardIndexError, read_index
-from shards.schema import SchemaError, decode_sample, encode_sample, tar_key
+from shards.schema import (
+    DIGESTS,
+    CorruptSampleError,
+    SchemaError,
+    decode_sample,
+    encode_sample,
+    member_digests,
+    tar_key,
+)
 from shards.verify import verify
 from shards.writer import ShardWriter
 from tests.shards.conftest import TINY, tiny_sample
 
 CONTRACT_KEYS = {"name", "frames", "audio", "has_audio", "subtitle", "description", "labels", "split"}
+
+
+def resealed(members: dict[str, bytes]) -> dict[str, bytes]:
+    """``members`` with digests that match them: what a buggy or hostile writer produces, for decoder tests."""
+    return {**members, DIGESTS: member_digests(members)}
 
 
 def test_sample_round_trip_has_the_contract_shape():
@@ -60,7 +73,7 @@ def test_decoder_refuses_a_pickled_npy():
     np.save(buf, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
     members["audio.npy"] = buf.getvalue()
     with pytest.raises(SchemaError, match="where:.*undecodable"):
-        decode_sample(members, TINY, "where")
+        decode_sample(resealed(members), TINY, "where")
 
 
 def test_filmstrip_pixels_are_those_pillow_decodes():
@@ -81,13 +94,30 @@ def test_decoder_refuses_a_filmstrip_of_another_size_or_colour(image, problem):
     image.save(buf, format="JPEG")
     members["frames.jpg"] = buf.getvalue()
     with pytest.raises(SchemaError, match=f"shard-x:key: undecodable member .*{problem}"):
-        decode_sample(members, TINY, "shard-x:key")
+        decode_sample(resealed(members), TINY, "shard-x:key")
 
 
 def test_decoder_refuses_a_truncated_filmstrip():
     members = encode_sample(*tiny_sample(1), TINY)
     members["frames.jpg"] = members["frames.jpg"][: len(members["frames.jpg"]) // 2]
     with pytest.raises(SchemaError, match="shard-x:key: undecodable member"):
+        decode_sample(resealed(members), TINY, "shard-x:key")
+
+
+@pytest.mark.parametrize("member", ["frames.jpg", "audio.npy", "json"])
+def test_a_flipped_byte_in_any_member_is_caught_by_its_digest(member):
+    members = encode_sample(*tiny_sample(1), TINY)
+    data = bytearray(members[member])
+    data[len(data) // 2] ^= 0x01  # one bit: the JPEG and npy decoders accept it and return other values
+    members[member] = bytes(data)
+    with pytest.raises(CorruptSampleError, match=f"shard-x:key: {member} differ"):
+        decode_sample(members, TINY, "shard-x:key")
+
+
+def test_a_sample_missing_members_is_corrupt():
+    members = encode_sample(*tiny_sample(1), TINY)
+    del members["audio.npy"]
+    with pytest.raises(CorruptSampleError, match=r"shard-x:key: members \['audio.npy'\] missing"):
         decode_sample(members, TINY, "shard-x:key")
 
 
@@ -139,6 +169,10 @@ def test_index_round_trip_and_errors(tmp_path, make_shards):
     (tmp_path / INDEX_FILE).write_text(json.dumps(data))
     with pytest.raises(ShardIndexError, match="schema_version 99"):
         read_index(str(tmp_path))
+    data["schema_version"] = 2  # before per-sample digests: refused, with what to do
+    (tmp_path / INDEX_FILE).write_text(json.dumps(data))
+    with pytest.raises(ShardIndexError, match="schema_version 2 is not supported .* repack"):
+        read_index(str(tmp_path))
     (tmp_path / INDEX_FILE).unlink()
     with pytest.raises(ShardIndexError, match="no index.json"):
         read_index(str(tmp_path))
@@ -153,11 +187,12 @@ def test_verify_passes_then_names_the_damaged_shard(tmp_path, make_shards, worke
     data[2000] ^= 0xFF
     shard.write_bytes(bytes(data))
     problems = verify(str(tmp_path), workers=workers)[1]
-    assert len(problems) == 1 and problems[0].startswith("coarse-000001.tar: sha256")
+    assert len(problems) == 2 and problems[0].startswith("coarse-000001.tar: sha256")
+    assert problems[1].startswith("coarse-000001.tar:s0004: frames.jpg differ")  # the sample, by its digest
     (tmp_path / "coarse-000002.tar").unlink()
     seen = []
     problems = verify(str(tmp_path), progress=lambda s: seen.append(s.file), workers=workers)[1]
-    assert problems[1] == "coarse-000002.tar: missing"  # in index order, whatever finished first
+    assert problems[2] == "coarse-000002.tar: missing"  # in index order, whatever finished first
     assert seen == [f"coarse-00000{i}.tar" for i in range(3)]
 
 
