@@ -17,6 +17,14 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 
+# FFmpeg demuxers of video containers, by the name FFmpeg's probe gives. Anything else is refused, whatever the
+# file is called: FFmpeg also "demuxes" text (tty: every .txt renders as ANSI art), still images and raw streams.
+VIDEO_CONTAINERS = {
+    "mov,mp4,m4a,3gp,3g2,mj2": "MP4/MOV", "matroska,webm": "Matroska/WebM", "avi": "AVI", "flv": "FLV",
+    "mpeg": "MPEG-PS", "mpegts": "MPEG-TS", "asf": "ASF/WMV", "ogg": "Ogg", "mxf": "MXF", "nut": "NUT",
+}
+
+
 class MediaError(RuntimeError):
     """A media file that cannot be decoded; the message names the file and the reason."""
 
@@ -78,6 +86,9 @@ def decode_clip(
         raise MediaError(path, "file is empty (0 bytes)")
     try:
         with av.open(str(path)) as container:
+            if container.format.name not in VIDEO_CONTAINERS:
+                raise MediaError(path, f"not a video container: FFmpeg reads it as {container.format.long_name} "
+                                       f"({container.format.name}); expected {', '.join(VIDEO_CONTAINERS.values())}")
             if not container.streams.video:
                 raise MediaError(path, "no video stream")
             read = _read_frames(container, num_frames, size, threads, trust_frame_count=True)

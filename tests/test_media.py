@@ -88,3 +88,20 @@ def test_stereo_44k_audio_is_downmixed_and_resampled_like_pyav(tmp_path, max_sec
     assert clip.audio.size == min(reference.size, int(max_seconds * 16000))
     np.testing.assert_array_equal(clip.audio, reference[: clip.audio.size])
     assert 0.2 < np.abs(clip.audio[4000:12000]).max() < 0.6  # the left channel's 0.8, halved by the downmix
+
+
+def test_only_video_containers_are_decoded_whatever_the_file_name(tmp_path):
+    (tmp_path / "notes.txt").write_text("she smiles\n" * 50)
+    with pytest.raises(MediaError, match=r"notes.txt: not a video container: FFmpeg reads it as Tele-typewriter"):
+        decode_clip(tmp_path / "notes.txt")
+    frames = np.zeros((4, 32, 32, 3), np.uint8)
+    with av.open(str(tmp_path / "still.gif"), "w", format="gif") as gif:  # a GIF named like a video
+        stream = gif.add_stream("gif", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "rgb8"
+        for image in frames:
+            gif.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        gif.mux(stream.encode())
+    (tmp_path / "still.gif").rename(tmp_path / "clip.mp4")
+    with pytest.raises(MediaError, match=r"clip.mp4: not a video container: .*\(gif\)"):
+        decode_clip(tmp_path / "clip.mp4")
+

@@ -13,7 +13,8 @@ the Ray processes it started); it never runs `ray stop`, which would stop every 
 the machine.
 
 SECURITY: the jobs API (the dashboard port) runs any code submitted to it, with no authentication. This head
-binds it to 127.0.0.1; never expose it beyond a trusted network (use an SSH tunnel to reach a remote cluster).
+binds it, and every other service it starts (GCS, raylet, agents, Ray Client server, workers), to 127.0.0.1;
+never expose it beyond a trusted network (use an SSH tunnel to reach a remote cluster).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def start_head(directory: Path, num_cpus: int | None = None, dashboard_port: int
     temp_dir = directory / "tmp"
     cmd = [
         str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--disable-usage-stats",
-        "--dashboard-host", HOST, "--include-dashboard", "true",
+        "--node-ip-address", HOST, "--dashboard-host", HOST, "--include-dashboard", "true",
         "--port", str(ports[0]), "--dashboard-port", str(dashboard_port),
         "--dashboard-agent-listen-port", str(ports[2]), "--dashboard-agent-grpc-port", str(ports[3]),
         "--metrics-export-port", str(ports[4]), "--node-manager-port", str(ports[5]),
@@ -93,7 +94,10 @@ def start_head(directory: Path, num_cpus: int | None = None, dashboard_port: int
     ]
     if num_cpus is not None:
         cmd += ["--num-cpus", str(num_cpus)]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # Ray swaps a loopback --node-ip-address for the machine's address (so that other nodes could join), and
+    # its services then listen there; single-node mode keeps 127.0.0.1, as Ray does by default on macOS.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     log_file = directory / "ray-start.log"
     with log_file.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)

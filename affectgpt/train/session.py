@@ -7,7 +7,9 @@ AffectGPT and shard loader), so this module holds only the distributed-training 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -16,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch.distributed.constants import default_pg_timeout
 
 from affectgpt.config import to_dict
 from affectgpt.train import rng
@@ -87,7 +90,8 @@ def run(cfg: TrainConfig, job: Job) -> int:
 
     _skip_unused_cpu_comm_build(get_accelerator().device_name())
     stop_when_orphaned()
-    deepspeed.init_distributed()
+    _init_process_group(get_accelerator().communication_backend_name())
+    deepspeed.init_distributed()  # adopts the process group
     rank, world_size = dist.get_rank(), dist.get_world_size()
     on_gpu = get_accelerator().device_name() != "cpu"
     bf16 = cfg.dist.precision == "bf16" or (
@@ -381,6 +385,25 @@ def _restore(engine: Any, batches: StatefulBatches, info: CheckpointInfo, univer
         rng.restore(state["rng"])
     return Progress(info.step, info.meta.get("tracking_run_id"), float(state["wall_s"]),
                     int(state["flops_per_micro_batch"]), state.get("best_step"), state.get("best_value"))
+
+
+def _init_process_group(backend: str) -> None:
+    """The process group, from the environment both launchers set, with its rendezvous store listening on
+    MASTER_ADDR only: torch's own store (``env://``) listens on every interface, where anyone who reaches the
+    port could join or disturb the job. torchrun hosts the store in its agent (TORCHELASTIC_USE_AGENT_STORE);
+    that one is torchrun's and left to it."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        torch.distributed.init_process_group(backend)
+        return
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    listen_fd = None
+    if rank == 0:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listen_fd = socket.create_server(address[:2], family=family, backlog=max(128, world_size)).detach()
+    store = torch.distributed.TCPStore(host, port, world_size, is_master=rank == 0, master_listen_fd=listen_fd,
+                                       timeout=default_pg_timeout, multi_tenant=True)
+    torch.distributed.init_process_group(backend, store=store, rank=rank, world_size=world_size)
 
 
 def _numel(p: torch.nn.Parameter) -> int:

@@ -190,3 +190,10 @@ def test_bench_names_a_missing_corpus(model_dir, tmp_path, caplog):
     assert main(["bench", "--model", str(model_dir), "--suite", str(tmp_path / "suite.yaml"),
                  "--out", str(tmp_path / "o"), "--no-tracking"]) == 2
     assert "task must be one of" in caplog.text
+
+
+def test_describe_refuses_a_file_that_is_not_a_video_container(model_dir, tmp_path, caplog):
+    text = tmp_path / "README.txt"
+    text.write_text("An AffectGPT model watches a video clip.\n" * 20)  # FFmpeg's tty demuxer would render it
+    assert main(["describe", str(text), "--model", str(model_dir)]) == 2
+    assert "README.txt: not a video container: FFmpeg reads it as Tele-typewriter (tty)" in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,25 @@ def test_pack_job_keeps_good_samples_and_quarantines_each_fault(packed, corpus):
     assert sorted(names) == sorted(corpus.good)
     verify = subprocess.run([str(BIN / "affectgpt"), "shards", "verify", str(out)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
+
+
+@pytest.mark.integration
+def test_the_local_head_listens_on_loopback_only(ray_head, packed):
+    """GCS, raylet, dashboard, agents, Ray Client server and the job's workers: nothing on another interface."""
+    import psutil
+
+    listening = {}
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if os.getsid(proc.pid) == ray_head.pid:
+                listening.update({(proc.info["name"], c.laddr.ip, c.laddr.port): c for c in
+                                  proc.net_connections("inet") if c.status == psutil.CONN_LISTEN})
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    names = {name for name, _, _ in listening}
+    assert {"gcs_server", "raylet"} <= names, names
+    exposed = sorted(key for key in listening if key[1] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1"))
+    assert not exposed, exposed
 
 
 @pytest.mark.integration

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 
+import psutil
 import pytest
 import torch
 
@@ -24,6 +25,11 @@ def test_sigterm_writes_checkpoint_and_exits(tiny_recipe, train_shards, tmp_path
     cmd = stage1_cmd(tiny_recipe, train_shards, ckpt, "max_steps=100000", "checkpoint.every=100000")
     proc = launch.start(cmd, log)
     launch.wait_for(lambda: "step 2 train/loss" in log.read_text(), timeout=300, proc=proc)
+    # The rendezvous store listens on MASTER_ADDR (the launcher's default, 127.0.0.1) only, not on every interface.
+    port = int(cmd[cmd.index("--master_port") + 1])
+    store = [c.laddr.ip for p in psutil.Process(proc.pid).children(recursive=True)
+             for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    assert store == ["127.0.0.1"], store
     launch.kill_tree(proc, signal.SIGTERM)
     proc.wait(timeout=120)
     text = log.read_text()
