@@ -16,7 +16,6 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-
 # FFmpeg demuxers of video containers, by the name FFmpeg's probe gives. Anything else is refused, whatever the
 # file is called: FFmpeg also "demuxes" text (tty: every .txt renders as ANSI art), still images and raw streams.
 VIDEO_CONTAINERS = {

@@ -90,7 +90,7 @@ def _sigterm_only_from(trainer: int, worker_id: int) -> None:
     def wait() -> None:
         while signal.sigwaitinfo({signal.SIGTERM}).si_pid != trainer:
             pass
-        os._exit(128 + signal.SIGTERM)
+        os._exit(0)  # stopped as asked: a non-zero code would make torch report a worker failure
 
     threading.Thread(target=wait, name="sigterm-from-trainer", daemon=True).start()
 

@@ -7,9 +7,11 @@ AffectGPT and shard loader), so this module holds only the distributed-training 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import random
 import socket
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -84,13 +86,30 @@ class Job(Protocol):
 
 
 def run(cfg: TrainConfig, job: Job) -> int:
-    import deepspeed
-    import deepspeed.comm as dist
+    """Train on this rank; the exit code for the launcher. A rank that fails exits at once (code 1, the
+    traceback logged): tearing the process group down would wait for collectives the other ranks never
+    finish, and the launcher stops the other ranks when one exits non-zero."""
     from deepspeed.accelerator import get_accelerator
 
     _skip_unused_cpu_comm_build(get_accelerator().device_name())
     stop_when_orphaned()
     _init_process_group(get_accelerator().communication_backend_name())
+    try:
+        return _run(cfg, job)
+    except Exception:
+        log.exception("training failed on rank %s", os.environ.get("RANK"))
+        for child in multiprocessing.active_children():  # loader workers: they stop on their trainer's SIGTERM
+            child.terminate()
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(1)
+
+
+def _run(cfg: TrainConfig, job: Job) -> int:
+    import deepspeed
+    import deepspeed.comm as dist
+    from deepspeed.accelerator import get_accelerator
+
     deepspeed.init_distributed()  # adopts the process group
     rank, world_size = dist.get_rank(), dist.get_world_size()
     on_gpu = get_accelerator().device_name() != "cpu"

@@ -29,7 +29,7 @@ def test_sigterm_writes_checkpoint_and_exits(tiny_recipe, train_shards, tmp_path
     port = int(cmd[cmd.index("--master_port") + 1])
     store = [c.laddr.ip for p in psutil.Process(proc.pid).children(recursive=True)
              for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
-    assert store == ["127.0.0.1"], store
+    assert set(store) == {"127.0.0.1"}, store  # (loader workers inherit the socket)
     launch.kill_tree(proc, signal.SIGTERM)
     proc.wait(timeout=120)
     text = log.read_text()
