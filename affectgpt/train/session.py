@@ -96,7 +96,7 @@ def run(cfg: TrainConfig, job: Job) -> int:
     _init_process_group(get_accelerator().communication_backend_name())
     try:
         return _run(cfg, job)
-    except Exception:
+    except BaseException:  # KeyboardInterrupt too; the traceback is logged, the code says failed
         log.exception("training failed on rank %s", os.environ.get("RANK"))
         for child in multiprocessing.active_children():  # loader workers: they stop on their trainer's SIGTERM
             child.terminate()
