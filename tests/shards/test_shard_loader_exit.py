@@ -67,8 +67,8 @@ def test_workers_exit_when_the_training_process_is_killed(tmp_path, make_shards)
         workers = psutil.Process(proc.pid).children()
         assert len(workers) == 2
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        gone, alive = psutil.wait_procs(workers, timeout=30)  # torch's watchdog looks every 5 s
+        proc.wait(timeout=60)
+        gone, alive = psutil.wait_procs(workers, timeout=60)  # torch's watchdog looks every 5 s
         assert not alive
     finally:
         proc.kill()

@@ -13,7 +13,7 @@ from .ds_launch import ROOT, deepspeed_cmd, overrides
 pytestmark = pytest.mark.integration
 
 FAULTY = "tests/train/faulty_train.py"
-TIMEOUT = 420  # start-up (30 s idle, over 2 min on a 2-core machine shared by many jobs), a few steps; a hang never ends
+TIMEOUT = 420  # start-up takes 30 s idle, over 2 min on a 2-core machine shared by many jobs; a hang never ends
 
 
 def _job(tiny_recipe, shards, tmp_path, *extra, script=launch.TRAIN, script_args=()):
