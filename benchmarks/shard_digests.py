@@ -25,10 +25,9 @@ from unittest import mock
 
 import xxhash
 
-from affectgpt.corpus import scan_csv
+from affectgpt.packing import pack_split
 from affectgpt.synth.corpus_writer import SynthConfig, write_corpus
 from shards import schema
-from shards.build import finish, pack_shard, plan_shards, prepare
 from shards.loader import ShardLoader, _read_shard
 
 HASHES = {
@@ -51,12 +50,9 @@ def main() -> None:
     corpus = args.corpus or args.work / f"corpus-{args.num}"
     if args.corpus is None:
         write_corpus(SynthConfig(out=corpus, num=args.num, fine_fraction=0, test_fraction=0, workers=2))
-    records, _ = scan_csv(corpus / "coarse.csv", corpus)
     cfg = schema.PackConfig(samples_per_shard=32)
     out = str((args.work / f"shards-v{schema.SCHEMA_VERSION}-{corpus.name}").resolve())
-    plans = plan_shards(records, "coarse", cfg)
-    prepare(out, "coarse", plans)
-    index = finish(out, "coarse", cfg, [pack_shard(p_, "coarse", cfg, out) for p_ in plans], [], {})
+    index = pack_split(corpus, "coarse", out, cfg, progress=False).index
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {index.samples} samples, "
           f"{index.bytes / index.samples / 1e3:.0f} KB each")
 
