@@ -11,8 +11,9 @@ The tiny LLMs share one real byte-level BPE: the first 8k ranks of GPT-2's (ship
 ``gpt2.tiktoken``), a ChatML template and the placeholder tokens. Entries that exist are skipped; each is
 written to a temporary folder and renamed, so an interrupted build never leaves a half entry.
 
-Real checkpoints use the same keys: download them once (``huggingface-cli download Qwen/Qwen2.5-7B-Instruct
---local-dir models/hf/qwen2.5-7b-instruct``, likewise ``openai/clip-vit-large-patch14`` and
+The paper recipes (``configs/models/affectgpt-qwen2.5-7b.yaml`` and its siblings) name hub ids instead. Real
+checkpoints also work as local directories under the same keys: download them once (``huggingface-cli download
+Qwen/Qwen2.5-7B-Instruct --local-dir models/hf/qwen2.5-7b-instruct``, likewise ``openai/clip-vit-large-patch14`` and
 ``facebook/hubert-large-ls960-ft``) and point a recipe at them::
 
     llm: models/hf/qwen2.5-7b-instruct

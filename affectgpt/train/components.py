@@ -55,6 +55,8 @@ class AffectGPTJob:
             except ValueError as e:
                 raise ValueError(f"{e} (init.adapter=fresh starts them anew)") from e
             log.info("adapter (fusion, projectors) initialised from %s", init.from_model / ADAPTER_FILE)
+        if self.cfg.activation_checkpointing:
+            model.activation_checkpointing_enable()
         return model
 
     def batches(self, model: torch.nn.Module, rank: int, world_size: int):

@@ -252,8 +252,10 @@ def render(plan: dict[str, Any]) -> str:
                      f"{s['plain']['activation_gb_per_sample']:>10.2f} "
                      f"{s['checkpointed']['activation_gb_per_sample']:>13.2f} "
                      f"{_fits(s['plain']):>9} {_fits(s['checkpointed']):>12}")
-    lines.append(f"DeepSpeed's estimate_zero3_model_states_mem_needs (every parameter trainable, no offload): "
-                 f"{plan['deepspeed_zero3_estimate_gb']:.1f} GB per GPU")
+    zero3 = plan["strategies"]["zero3"]
+    lines.append(f"ZeRO-3 states + live parameters: {zero3['model_states_gb'] + zero3['zero3_live_params_gb']:.1f} "
+                 f"GB; DeepSpeed's estimate_zero3_model_states_mem_needs (every parameter trainable, no offload): "
+                 f"{plan['deepspeed_zero3_estimate_gb']:.1f} GB")
     lines.append("(AC = activation checkpointing; a micro-batch is usable when global batch / (micro x ranks) is "
                  "whole)")
     lines += ["", f"Stage 1: {cfg['samples']:,} samples x {cfg['epochs']:g} epoch(s) at {cfg['mfu']:.0%} MFU of "

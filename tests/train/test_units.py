@@ -271,3 +271,14 @@ def test_resume_decision(tmp_path):
     (root / "step_00000010_universal").mkdir()
     assert _resume_decision(cfg(f"checkpoint.dir={root}"), 4)[1] is True
     assert _resume_decision(cfg(f"checkpoint.dir={tmp_path / 'fresh'}"), 2) == (None, False)
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_activation_checkpointing_is_a_training_key(tiny_recipe, on):
+    from affectgpt.train.components import AffectGPTJob
+    from affectgpt.train.ds_config import fill, load_template, template_path
+
+    c = cfg(f"model.recipe={tiny_recipe}", "dist.strategy=ddp", f"activation_checkpointing={str(on).lower()}")
+    job = AffectGPTJob(c)
+    ds_config = fill(load_template(template_path(c)), c, world_size=1, bf16=False, hidden_size=job.hidden_size)
+    assert job.build_model(ds_config).llm.is_activation_checkpointing is on
