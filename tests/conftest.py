@@ -60,7 +60,7 @@ class MlflowServer:
         with (self.root / "server.log").open("ab") as logfile:
             self.proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # a loaded CI machine starts it slowly
         while True:
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:

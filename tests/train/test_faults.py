@@ -105,11 +105,11 @@ def test_mlflow_outage_mid_run_buffers_and_recovers(tiny_recipe, train_shards, t
     try:
         launch.wait_for(lambda: "step 2 train/loss" in log.read_text(), timeout=300, proc=job)
         server.stop()
-        launch.wait_for(lambda: "does not answer" in log.read_text(), timeout=120, proc=job)
+        launch.wait_for(lambda: "does not answer" in log.read_text(), timeout=300, proc=job)
         during = len(steps())
-        launch.wait_for(lambda: len(steps()) >= during + 3, timeout=120, proc=job)  # training goes on
+        launch.wait_for(lambda: len(steps()) >= during + 3, timeout=300, proc=job)  # training goes on
         server.start()
-        launch.wait_for(lambda: "answers again" in log.read_text(), timeout=120, proc=job)
+        launch.wait_for(lambda: "answers again" in log.read_text(), timeout=300, proc=job)
         launch.kill_tree(job, signal.SIGTERM)  # preemption: checkpoint and exit; the run ends KILLED
         job.wait(timeout=120)
     finally:
