@@ -1,8 +1,9 @@
 """The comparison table of a study, built from the MLflow store alone.
 
 Rows are (backbone, initialisation) cells; each row joins the cell's evaluation run (tag ``kind=eval``) with its
-training runs (tag ``kind=train``): EMER metrics with bootstrap intervals, training wall time summed over the
-stages, and mean training throughput. Baselines are evaluation runs without training runs.
+training runs (tag ``kind=train``): how the evaluated checkpoint was selected (tag ``selection``: ``last`` or
+``best-val:<metric>``, with the step), EMER metrics with bootstrap intervals, training wall time summed over
+the stages, and mean training throughput. Baselines are evaluation runs without training runs.
 
 Metric names in MLflow (written by ``affectgpt.study.log_evaluation``): ``eval/<metric>`` with
 ``eval/<metric>_lo`` / ``eval/<metric>_hi`` for the interval; ``train/wall_s`` and ``train/tokens_per_s``.
@@ -25,6 +26,8 @@ METRICS = (("accuracy_s", "Accuracy_s"), ("recall_s", "Recall_s"), ("avg", "Avg"
 class Row:
     backbone: str
     init: str
+    selection: str = "-"  # how the evaluated checkpoint was chosen: last | best-val:<metric> (- for baselines)
+    selected_step: int | None = None
     metrics: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # name -> (value, lo, hi)
     train_seconds: float | None = None
     tokens_per_s: float | None = None
@@ -56,7 +59,9 @@ def collect(uri: str, experiment: str) -> list[Row]:
     for cell, run in evals.items():
         m = run.data.metrics
         tags = run.data.tags
-        row = Row(backbone=tags.get("backbone", "?"), init=tags.get("init", "?"), eval_run=run.info.run_id)
+        step = tags.get("selected_step")
+        row = Row(backbone=tags.get("backbone", "?"), init=tags.get("init", "?"), eval_run=run.info.run_id,
+                  selection=tags.get("selection", "-"), selected_step=int(step) if step else None)
         for key, _ in METRICS:
             if f"eval/{key}" in m:
                 value = m[f"eval/{key}"]
@@ -80,11 +85,12 @@ def _cell(value: tuple[float, float, float] | None) -> str:
 
 
 def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    header = ["backbone", "init", *(label for _, label in METRICS), "train s", "tokens/s"]
+    header = ["backbone", "init", "selection", *(label for _, label in METRICS), "train s", "tokens/s"]
     body = [
         [
             r.backbone,
             r.init,
+            r.selection if r.selected_step is None else f"{r.selection} (step {r.selected_step})",
             *(_cell(r.metrics.get(key)) for key, _ in METRICS),
             "-" if r.train_seconds is None else f"{r.train_seconds:.0f}",
             "-" if r.tokens_per_s is None else f"{r.tokens_per_s:.0f}",

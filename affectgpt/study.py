@@ -5,13 +5,18 @@ A cell is (backbone recipe, initialisation). Its steps run one after another as 
     stage 1   deepspeed --module affectgpt.train --config <stage1> (coarse shards; skipped by "stage2-only")
     export    affectgpt export <stage1 checkpoints> --out <cell>/stage1/model
     stage 2   deepspeed --module affectgpt.train --config <stage2> (fine shards; from the stage 1 export or the base)
-    export    affectgpt export <stage2 checkpoints> --out <cell>/stage2/model
+    export    affectgpt export <stage2 checkpoints> --out <cell>/stage2/model   (--best with select.rule=best-val)
     eval      affectgpt eval --model <cell>/stage2/model --shards <test shards>   -> an MLflow eval run
 
 Resumable: a cell whose evaluation run is FINISHED in MLflow is skipped; within a cell, a step whose output
 exists is skipped and an interrupted training stage resumes from its `latest` checkpoint (resume=auto).
 Baselines ("most_frequent": a constant prediction of the most frequent training labels; "untrained": the base
 model of each backbone) are scored by the same evaluation call, on the same split, into the same experiment.
+
+Selection, then one test: with ``select.rule: best-val`` Stage 2 evaluates on the validation split
+(``shards.val``) every ``select.every`` steps and the cell exports its best step by ``select.metric``; the test
+split is scored once, on that export. Every evaluation run carries the rule as tag ``selection`` (``last`` or
+``best-val:<metric>``) and the exported step as ``selected_step``, and ``affectgpt compare`` shows both.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from affectgpt.net import free_port
 from affectgpt.tracking import Tracker, TrackingConfig
+from affectgpt.train.export import PROVENANCE
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,17 @@ class ShardPaths:
     coarse: Path
     fine: Path
     test: Path
+    val: Path | None = None  # the validation split, for select.rule=best-val
+
+
+@dataclass
+class SelectSection:
+    """Which Stage 2 checkpoint a cell evaluates on the test split."""
+
+    rule: Literal["last", "best-val"] = "last"  # best-val: the best step on shards.val by eval/<metric>
+    metric: str = "avg"
+    every: int = 50  # steps between validation evaluations (generation settings: the eval section's)
+    samples: int | None = None  # the first N validation samples; None: all
 
 
 @dataclass
@@ -79,6 +97,7 @@ class StudyConfig:
     stage2_overrides: list[str] = field(default_factory=list)
     launch: LaunchSection = field(default_factory=LaunchSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    select: SelectSection = field(default_factory=SelectSection)
     train_labels: Path | None = None  # CSV with the Stage 2 training labels, for the most-frequent baseline
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -89,6 +108,8 @@ class StudyConfig:
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
+        if self.select.rule == "best-val" and self.shards.val is None:
+            raise ValueError("select.rule=best-val needs shards.val (the validation split's shards)")
         if "most_frequent" in self.baselines and self.train_labels is None:
             raise ValueError("baseline most_frequent needs train_labels (the Stage 2 training CSV, e.g. fine.csv)")
         if not self.backbones:
@@ -153,11 +174,22 @@ class Study:
             start_from = self._train_stage(root / "stage1", 1, self.cfg.stage1, self.cfg.shards.coarse,
                                            [*common, *self.cfg.stage1_overrides])
         stage2 = [*common, *self.cfg.stage2_overrides, f"init.from_model={start_from}" if start_from else
-                  "init.from_model=null"]
-        model = self._train_stage(root / "stage2", 2, self.cfg.stage2, self.cfg.shards.fine, stage2)
+                  "init.from_model=null", *self._select_overrides()]
+        model = self._train_stage(root / "stage2", 2, self.cfg.stage2, self.cfg.shards.fine, stage2,
+                                  best=self.cfg.select.rule == "best-val")
         self._evaluate(tags, recipe, model, root / "eval")
 
-    def _train_stage(self, root: Path, stage: int, config: Path, shards: Path, overrides: list[str]) -> Path:
+    def _select_overrides(self) -> list[str]:
+        """Stage 2's validation: the test evaluation's generation settings, so both score the same way."""
+        s, e = self.cfg.select, self.cfg.eval
+        if s.rule == "last":
+            return []
+        return [f"eval.shards={self.cfg.shards.val}", f"eval.every={s.every}", f"eval.metric={s.metric}",
+                f"eval.samples={'null' if s.samples is None else s.samples}", f"eval.batch_size={e.batch_size}",
+                f"eval.max_new_tokens={e.max_new_tokens}", f"eval.repetition_penalty={e.repetition_penalty}"]
+
+    def _train_stage(self, root: Path, stage: int, config: Path, shards: Path, overrides: list[str],
+                     best: bool = False) -> Path:
         model = root / "model"
         if model.exists():
             log.info("%s: exported earlier, skipped", model)
@@ -168,7 +200,8 @@ class Study:
         args = [f"data.shards={shards}", f"checkpoint.dir={ckpt}", "checkpoint.resume=auto", f"tags.stage={stage}",
                 f"run_name={overrides_tag(overrides, 'cell')} stage {stage}", *overrides]
         self._step(f"stage {stage} training", [*launcher, "--config", str(config), *args])
-        self._step(f"stage {stage} export", [str(self.bin / "affectgpt"), "export", str(ckpt), "--out", str(model)])
+        self._step(f"stage {stage} export", [str(self.bin / "affectgpt"), "export", str(ckpt), "--out", str(model),
+                                             *(["--best"] if best else [])])
         return model
 
     def _tracking_overrides(self, tags: dict[str, str]) -> list[str]:
@@ -195,10 +228,12 @@ class Study:
         common = {"study": self.cfg.name, "kind": "eval"}
         for key, cell in wanted.items():
             baseline_tags = {**common, "cell": cell, "backbone": backbone if key == "untrained" else "-",
-                             "init": cell.split("/")[1]}
+                             "init": cell.split("/")[1], "selection": "-"}
             log_evaluation(self.cfg.tracking, self.uri, metrics["baselines"][key], baseline_tags,
                            out / "untrained" if key == "untrained" else None)
-        log_evaluation(self.cfg.tracking, self.uri, metrics["model"], {**tags, **common}, out)
+        provenance = json.loads((model / PROVENANCE).read_text(encoding="utf-8"))
+        selected = {"selection": provenance.get("selection", "last"), "selected_step": str(provenance["step"])}
+        log_evaluation(self.cfg.tracking, self.uri, metrics["model"], {**tags, **common, **selected}, out)
 
     def _step(self, step: str, cmd: list[str]) -> None:
         log.info("%s: %s", step, " ".join(cmd))

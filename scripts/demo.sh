@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end demo on embedded defaults: synthetic corpus -> Ray shard jobs -> Stage 1 -> Stage 2 (2 ZeRO-3
-# ranks) -> evaluation with baselines -> MLflow -> comparison table. Every stage prints what it made and a
+# ranks, checkpoint selected on the validation split) -> evaluation with baselines -> MLflow -> comparison
+# table -> benchmark suite of the three task types. Every stage prints what it made and a
 # failing stage stops the demo (set -e): nothing after it claims success.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,15 +14,15 @@ start=$(date +%s)
 stage() { echo; echo "== [$(( $(date +%s) - start ))s] $*"; }
 mkdir -p "$OUT"
 
-stage "1/6 synthesize a corpus of $CLIPS clips"
-$AG synth --out "$OUT/corpus" --num "$CLIPS" --seed 0 --workers 2
+stage "1/7 synthesize a corpus of $CLIPS clips"
+$AG synth --out "$OUT/corpus" --num "$CLIPS" --seed 0 --workers 2 --task-variants
 $AG corpus check "$OUT/corpus" --no-decode
 
-stage "2/6 pack coarse, fine and test into WebDataset shards with Ray jobs"
+stage "2/7 pack coarse, fine, val, test and the test's task variants into WebDataset shards with Ray jobs"
 $AG ray up --dir "$OUT/ray" --num-cpus 2 --dashboard-port 0
 trap '$AG ray down --dir "$OUT/ray" >/dev/null 2>&1 || true' EXIT
 ADDRESS=$($BIN/python -c "import json,sys; print(json.load(open(sys.argv[1]))['dashboard_url'])" "$OUT/ray/head.json")
-for split in coarse fine test; do
+for split in coarse fine val test test_discrete test_sentiment; do
   $BIN/ray job submit --address "$ADDRESS" --working-dir . -- \
     python -m ray_jobs.pack --corpus "$OUT/corpus" --split "$split" --out "$OUT/shards/$split" --samples-per-shard 64
   $AG shards verify "$OUT/shards/$split"
@@ -29,16 +30,22 @@ done
 $AG ray down --dir "$OUT/ray"
 trap - EXIT
 
-stage "3/6 build the local model zoo (tiny backbones and encoders)"
+stage "3/7 build the local model zoo (tiny backbones and encoders)"
 $AG zoo build --out models
 
-stage "4/6 study: Stage 1 + Stage 2 vs Stage 2 only, 2 ZeRO-3 ranks, then evaluation with baselines"
+stage "4/7 study: Stage 1 + Stage 2 vs Stage 2 only, 2 ZeRO-3 ranks, selected on val, then tested with baselines"
 $AG study --config configs/studies/demo.yaml out="$OUT/study" shards.coarse="$OUT/shards/coarse" \
-  shards.fine="$OUT/shards/fine" shards.test="$OUT/shards/test" train_labels="$OUT/corpus/fine.csv"
+  shards.fine="$OUT/shards/fine" shards.val="$OUT/shards/val" shards.test="$OUT/shards/test" \
+  train_labels="$OUT/corpus/fine.csv"
 
-stage "5/6 comparison table from the MLflow store"
+stage "5/7 comparison table from the MLflow store"
 $AG compare --experiment demo --store-dir "$OUT" --out "$OUT/compare"
 
-stage "6/6 done in $(( $(date +%s) - start )) s"
+stage "6/7 benchmark suite (open-vocabulary, discrete, sentiment) on both trained models"
+CELLS="$OUT/study/llama-tiny"
+$AG bench --model "$CELLS/stage1+stage2/stage2/model" --model "$CELLS/stage2-only/stage2/model" \
+  --suite configs/bench/synth.yaml --set root="$OUT/shards" --out "$OUT/bench" --experiment demo-bench
+
+stage "7/7 done in $(( $(date +%s) - start )) s"
 echo "MLflow store: $OUT/mlflow.db  (browse: make mlflow-ui, then http://127.0.0.1:5000)"
-echo "Table and plots: $OUT/compare/compare.md, $OUT/compare/compare.png"
+echo "Table and plots: $OUT/compare/compare.md, $OUT/compare/compare.png; benchmark: $OUT/bench/bench.md"

@@ -8,7 +8,8 @@ from affectgpt.tracking import Tracker, TrackingConfig
 def fill_store(root):
     """Two trained cells (two stages / one stage) and a baseline, written the way training and eval log."""
     cfg = TrackingConfig(experiment="study")
-    for cell, stages, avg in (("tiny/s1+s2", (1, 2), 0.6), ("tiny/s2", (2,), 0.5)):
+    best, last = {"selection": "best-val:avg", "selected_step": "3"}, {"selection": "last", "selected_step": "4"}
+    for cell, stages, avg, selected in (("tiny/s1+s2", (1, 2), 0.6, best), ("tiny/s2", (2,), 0.5, last)):
         backbone, init = cell.split("/")
         tags = {"cell": cell, "backbone": backbone, "init": init}
         for stage in stages:
@@ -17,7 +18,7 @@ def fill_store(root):
                 t.log_metrics({"train/loss": 3.0 - step * 0.5, "train/tokens_per_s": 100.0 * stage}, step)
             t.log_metrics({"train/wall_s": 10.0 * stage}, 4)
             t.close()
-        e = Tracker.open(cfg, root, f"{cell}-eval", tags={**tags, "kind": "eval"})
+        e = Tracker.open(cfg, root, f"{cell}-eval", tags={**tags, "kind": "eval", **selected})
         e.log_metrics({"eval/avg": avg, "eval/avg_lo": avg - 0.1, "eval/avg_hi": avg + 0.1, "eval/accuracy_s": avg}, 0)
         e.close()
     b = Tracker.open(cfg, root, "constant", tags={"cell": "baseline/constant", "backbone": "-", "init": "constant",
@@ -37,8 +38,10 @@ def test_table_from_store_alone(tmp_path):
     assert best.metrics["avg"] == (0.6, 0.5, 0.7)
     assert best.train_seconds == 30.0 and best.tokens_per_s == 150.0
     assert rows[2].train_seconds is None
+    assert [(r.selection, r.selected_step) for r in rows] == [("best-val:avg", 3), ("last", 4), ("-", None)]
     text = to_text(rows)
     assert "0.600 [0.500, 0.700]" in text and "constant" in text
+    assert "best-val:avg (step 3)" in text.splitlines()[2] and "selection" in text.splitlines()[0]
     assert to_markdown(rows).count("\n") == 4
 
 

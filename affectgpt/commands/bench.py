@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 from affectgpt.commands.labels import add_extractor_arguments, build_extractor
@@ -80,9 +81,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _model_name(model_dir: Path, models: list[Path]) -> str:
-    """The directory's name, or its last two parts when another model shares the name (stage2/model ...)."""
-    same = [m for m in models if m.name == model_dir.name]
-    return model_dir.name if len(same) == 1 else "-".join(model_dir.parts[-3:-1] + (model_dir.name,))
+    """The directory's name; with several models, the first part of its path that tells it from the others
+    (work/study/llama-tiny/stage2-only/stage2/model -> stage2-only)."""
+    if len(models) == 1:
+        return model_dir.name
+    common = Path(os.path.commonpath([m.resolve() for m in models]))
+    rel = model_dir.resolve().relative_to(common)
+    return rel.parts[0] if rel.parts else model_dir.name
 
 
 def _track(args: argparse.Namespace, model_dir: Path, name: str, suites: list[str], scores: list) -> None:

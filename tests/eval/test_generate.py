@@ -153,7 +153,8 @@ def test_bench_scores_every_task_of_a_suite_and_logs_one_run_per_model(model_dir
     for split in ("test_discrete", "test_sentiment"):
         pack(synth_corpus, split, root / split)
     suite = yaml.safe_load((Path(__file__).parents[2] / "configs" / "bench" / "synth.yaml").read_text())
-    suite.update(root=str(root), batch_size=3, max_new_tokens=4, bootstrap=0)
+    suite.update(root=str(root), batch_size=3, max_new_tokens=4, bootstrap=0,
+                 wheels=["default", str(Path(__file__).parents[2] / "configs" / "wheels" / "ekman.tsv")])
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     out, db = tmp_path / "bench", tmp_path / "mlflow.db"
     assert main(["bench", "--model", str(model_dir), "--suite", str(tmp_path / "suite.yaml"), "--out", str(out),
@@ -168,6 +169,7 @@ def test_bench_scores_every_task_of_a_suite_and_logs_one_run_per_model(model_dir
     assert "**mean**" in table and (out / "bench.md").read_text().strip() == table.strip()
     discrete = json.loads((out / model_dir.name / "synth" / "synth-discrete" / "metrics.json").read_text())
     assert discrete["model"]["task"] == "discrete" and discrete["model"]["n"] == 6
+    assert set(discrete["model"]["wheels"]) == {"default", "ekman"}  # scored on both wheels, then averaged
     sentiment = json.loads((out / model_dir.name / "synth" / "synth-sentiment" / "metrics.json").read_text())
     assert sentiment["model"]["n_scored"] + sentiment["model"]["neutral_gt"] == 6
 

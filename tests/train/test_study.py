@@ -7,7 +7,7 @@ import pytest
 from mlflow import MlflowClient
 
 from affectgpt.compare import collect
-from affectgpt.study import LaunchSection, ShardPaths, Study, StudyConfig
+from affectgpt.study import EvalSection, LaunchSection, SelectSection, ShardPaths, Study, StudyConfig
 from affectgpt.tracking import TrackingConfig
 
 from .conftest import pack_split
@@ -21,11 +21,13 @@ def study_cfg(tiny_recipe, train_shards, synth_corpus, tmp_path_factory, monkeyp
     monkeypatch_module.setenv("OMP_NUM_THREADS", "1")
     monkeypatch_module.delenv("MLFLOW_TRACKING_URI", raising=False)
     test = pack_split(synth_corpus, "test", root / "shards-test")
+    val = pack_split(synth_corpus, "val", root / "shards-val")  # one clip: rank 1 generates a padding repeat
     quick = ["max_steps=4", "checkpoint.every=2", "global_batch_size=4", "micro_batch_size=2", "data.workers=0",
              "log_every=1"]
     return StudyConfig(
         name="study-test", out=root / "out",
-        shards=ShardPaths(coarse=train_shards["coarse"], fine=train_shards["fine"], test=test),
+        shards=ShardPaths(coarse=train_shards["coarse"], fine=train_shards["fine"], test=test, val=val),
+        select=SelectSection(rule="best-val", every=2), eval=EvalSection(max_new_tokens=24),
         backbones=[tiny_recipe], inits=["stage1+stage2", "stage2-only"],
         train_labels=synth_corpus / "fine.csv",
         stage1_overrides=quick, stage2_overrides=quick, launch=LaunchSection(nproc=2),
@@ -63,6 +65,13 @@ def test_study_runs_cells_once_and_compare_reads_them(study_cfg):
     assert "parent_run_id" not in only_stage2.data.tags
     steps = [m.step for m in client.get_metric_history(stage1.info.run_id, "train/loss")]
     assert steps == sorted(set(steps)) and len(steps) == 4  # one value per step, logged by rank 0 only
+    # Stage 2 validated every 2 steps in its own run; the cell's test evaluation names the step it exported
+    assert [m.step for m in client.get_metric_history(stage2.info.run_id, "eval/avg")] == [2, 4]
+    assert "eval/avg" not in client.get_run(stage1.info.run_id).data.metrics  # Stage 1 is not selected
+    evals = {r.data.tags["cell"]: r.data.tags for r in runs if r.data.tags["kind"] == "eval"}
+    assert evals[cells[0]]["selection"] == "best-val:avg"
+    assert evals[cells[0]]["selected_step"] == client.get_run(stage2.info.run_id).data.tags["best_step"]
+    assert evals["baseline/most-frequent"]["selection"] == "-"
 
     # the same command again: everything is finished, nothing is trained or logged twice
     assert study.run() == {cell: "skipped" for cell in cells}
@@ -73,4 +82,5 @@ def test_study_runs_cells_once_and_compare_reads_them(study_cfg):
         (backbone, "stage1+stage2"), (backbone, "stage2-only"), (backbone, "untrained"), ("-", "most-frequent")}
     trained = next(r for r in rows if r.init == "stage1+stage2")
     assert len(trained.train_runs) == 2 and trained.train_seconds > 0
+    assert trained.selection == "best-val:avg" and trained.selected_step in (2, 4)
     assert set(trained.metrics) == {"accuracy_s", "recall_s", "avg", "wheel_f1"}
