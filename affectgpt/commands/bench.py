@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     for model_dir in args.model:
         name = _model_name(model_dir, args.model)
         model = AffectGPT.from_pretrained(model_dir).to(device)
-        mine = run_bench(model, name, suites, args.out / name, extractor, args.wheel)
+        mine = run_bench(model, name, suites, args.out / name, extractor, args.wheel, seed=args.seed)
         del model  # one model in memory at a time
         scores += mine
         if not args.no_tracking:

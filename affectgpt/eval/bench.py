@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from affectgpt.atomic import write_atomic
 from affectgpt.eval.extract import Extractor
 from affectgpt.eval.generate import EvalConfig, evaluate_split
 from affectgpt.eval.tasks import PRIMARY, TASKS
-from affectgpt.train.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Score:
 
 
 def run_bench(model: Any, model_name: str, suites: list[SuiteConfig], out: Path, extractor: Extractor,
-              wheels: list[Path] | None = None) -> list[Score]:
+              wheels: list[Path] | None = None, seed: int = 0) -> list[Score]:
     """Describe and score every corpus of ``suites`` with ``model`` (``wheels``, when given, replace each
     suite's); results go to ``out/<suite>/<corpus>/``."""
     scores = []
@@ -94,7 +94,7 @@ def run_bench(model: Any, model_name: str, suites: list[SuiteConfig], out: Path,
         for corpus in suite.corpora:
             cfg = EvalConfig(batch_size=suite.batch_size, max_new_tokens=suite.max_new_tokens,
                              repetition_penalty=suite.repetition_penalty, limit=suite.limit,
-                             gt_source=corpus.gt_source, bootstrap=suite.bootstrap, task=corpus.task,
+                             gt_source=corpus.gt_source, bootstrap=suite.bootstrap, seed=seed, task=corpus.task,
                              wheels=list(wheels or suite.wheels))
             log.info("bench %s: %s/%s (%s)", model_name, suite.name, corpus.name, corpus.task)
             m = evaluate_split(model, suite.shards(corpus), out / suite.name / corpus.name, cfg, extractor,
@@ -139,7 +139,7 @@ def write_report(scores: list[Score], out: Path) -> str:
     table = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"scores": [asdict(s) for s in scores], "mean": dict(zip(models, means, strict=True))}
-    atomic_write_text(out / BENCH_JSON, json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(out / BENCH_MD, table + "\n")
+    write_atomic(out / BENCH_JSON, json.dumps(summary, indent=2) + "\n", durable=False)
+    write_atomic(out / BENCH_MD, table + "\n", durable=False)
     return table
 
