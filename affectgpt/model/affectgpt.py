@@ -200,6 +200,7 @@ class AffectGPT(nn.Module):
             num_audio=cfg.audio.num_queries if cfg.audio else 0,
             num_fusion=cfg.pre_fusion_tokens,
             max_subtitle_tokens=cfg.max_subtitle_tokens, max_description_tokens=cfg.max_description_tokens,
+            chat_template=cfg.chat_template,
         )
         video = VideoInputs(self.image_processor, cfg.num_frames, cfg.frame_size) if cfg.video else None
         audio = None

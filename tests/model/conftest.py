@@ -37,6 +37,18 @@ def smollm2_dir() -> Path:
     return root / "llm" / "smollm2-135m"
 
 
+@pytest.fixture(scope="session")
+def gemma3_dir() -> Path:
+    """Gemma-3-270M base converted once into the repo's .cache/ (assembling and dequantising takes ~60 s)."""
+    from affectgpt.model.zoo import build_zoo
+
+    root = Path(__file__).resolve().parents[2] / ".cache" / "zoo"
+    status = build_zoo(root, only=["llm/gemma3-270m"])
+    if status["llm/gemma3-270m"].startswith("failed"):
+        pytest.skip(status["llm/gemma3-270m"])
+    return root / "llm" / "gemma3-270m"
+
+
 @pytest.fixture
 def make_config(zoo):
     """``make_config(family, video=True|False|{keys}, audio=..., video_encoder=, audio_encoder=, **keys)``."""
