@@ -100,7 +100,10 @@ class AffectGPT(nn.Module):
         else:
             llm_config = AutoConfig.from_pretrained(cfg.llm, **gguf)
             llm = AutoModelForCausalLM.from_config(llm_config, attn_implementation=attn, dtype=dtype)
-        add_placeholder_tokens(tokenizer, llm)
+        # New placeholder rows are never read (features replace them), and transformers draws them from the
+        # global RNG differently under ZeRO-3 than without: keep the draw from shifting the adapter's init.
+        with torch.random.fork_rng(devices=[]):
+            add_placeholder_tokens(tokenizer, llm)
         video = audio = image_processor = feature_extractor = None
         if cfg.video is not None:
             video = VideoEncoder(load_encoder(cfg.video.encoder, dtype), frozen=cfg.freeze_encoders)

@@ -11,6 +11,8 @@ from typing import Any
 from affectgpt.train.config import TrainConfig
 
 STRATEGY_STAGE = {"zero3": 3, "zero2": 2, "ddp": 0}
+MIN_BUCKET = 1_000_000  # elements (4 MB in fp32): a tiny model's gradients reduce in one or two collectives
+MIN_PERSISTENCE = 100_000  # elements: DeepSpeed's default stage3_param_persistence_threshold
 TEMPLATE_DIR = Path(__file__).resolve().parent / "deepspeed"  # package data: {zero3,zero2,ddp}.json
 
 
@@ -42,11 +44,14 @@ def fill(
         "gradient_accumulation_steps": gas,
         "gradient_clipping": cfg.optim.grad_clip,
         "bf16.enabled": bf16,
-        # Bucket sizes scale with the hidden size as in transformers' DeepSpeed integration.
-        "zero_optimization.reduce_bucket_size": hidden_size * hidden_size,
-        "zero_optimization.allgather_bucket_size": hidden_size * hidden_size,
-        "zero_optimization.stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
-        "zero_optimization.stage3_param_persistence_threshold": 10 * hidden_size,
+        # Bucket sizes scale with the hidden size as in transformers' DeepSpeed integration, with floors: below
+        # them (hidden 64 gives 4k-element buckets) a step is hundreds of tiny collectives and ZeRO-3 hook calls,
+        # and parameters smaller than DeepSpeed's own default threshold stay whole on every rank. Models with a
+        # hidden size of 1000 or more are above the floors and unaffected.
+        "zero_optimization.reduce_bucket_size": max(hidden_size * hidden_size, MIN_BUCKET),
+        "zero_optimization.allgather_bucket_size": max(hidden_size * hidden_size, MIN_BUCKET),
+        "zero_optimization.stage3_prefetch_bucket_size": max(int(0.9 * hidden_size * hidden_size), MIN_BUCKET),
+        "zero_optimization.stage3_param_persistence_threshold": max(10 * hidden_size, MIN_PERSISTENCE),
     }
     out = copy.deepcopy(template)
     _replace_auto(out, values, "", source)
