@@ -5,8 +5,7 @@ training runs (tag ``kind=train``): how the evaluated checkpoint was selected (t
 ``best-val:<metric>``, with the step), EMER metrics with bootstrap intervals, training wall time summed over
 the stages, and mean training throughput. Baselines are evaluation runs without training runs.
 
-Metric names in MLflow (written by ``affectgpt.study.log_evaluation``): ``eval/<metric>`` with
-``eval/<metric>_lo`` / ``eval/<metric>_hi`` for the interval; ``train/wall_s`` and ``train/tokens_per_s``.
+Metric names in MLflow are those of ``affectgpt.run_metrics`` (written by ``affectgpt eval`` and training).
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from affectgpt.run_metrics import HEADLINE, TRAIN_LOSS, TRAIN_TOKENS_PER_S, TRAIN_WALL_S, eval_key
 
-METRICS = (("accuracy_s", "Accuracy_s"), ("recall_s", "Recall_s"), ("avg", "Avg"), ("wheel_f1", "Wheel F1"))
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,15 +61,15 @@ def collect(uri: str, experiment: str) -> list[Row]:
         step = tags.get("selected_step")
         row = Row(backbone=tags.get("backbone", "?"), init=tags.get("init", "?"), eval_run=run.info.run_id,
                   selection=tags.get("selection", "-"), selected_step=int(step) if step else None)
-        for key, _ in METRICS:
-            if f"eval/{key}" in m:
-                value = m[f"eval/{key}"]
-                row.metrics[key] = (value, m.get(f"eval/{key}_lo", math.nan), m.get(f"eval/{key}_hi", math.nan))
+        for key, _ in HEADLINE:
+            if eval_key(key) in m:
+                row.metrics[key] = (m[eval_key(key)], m.get(eval_key(key, "lo"), math.nan),
+                                    m.get(eval_key(key, "hi"), math.nan))
         stages = trains.get(cell, [])
         if stages:
             row.train_runs = [r.info.run_id for r in stages]
-            row.train_seconds = sum(r.data.metrics.get("train/wall_s", 0.0) for r in stages)
-            speeds = [r.data.metrics["train/tokens_per_s"] for r in stages if "train/tokens_per_s" in r.data.metrics]
+            row.train_seconds = sum(r.data.metrics.get(TRAIN_WALL_S, 0.0) for r in stages)
+            speeds = [r.data.metrics[TRAIN_TOKENS_PER_S] for r in stages if TRAIN_TOKENS_PER_S in r.data.metrics]
             row.tokens_per_s = sum(speeds) / len(speeds) if speeds else None
         rows.append(row)
     rows.sort(key=lambda r: (-r.metrics.get("avg", (-1.0,))[0], r.backbone, r.init))
@@ -85,13 +84,13 @@ def _cell(value: tuple[float, float, float] | None) -> str:
 
 
 def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    header = ["backbone", "init", "selection", *(label for _, label in METRICS), "train s", "tokens/s"]
+    header = ["backbone", "init", "selection", *(label for _, label in HEADLINE), "train s", "tokens/s"]
     body = [
         [
             r.backbone,
             r.init,
             r.selection if r.selected_step is None else f"{r.selection} (step {r.selected_step})",
-            *(_cell(r.metrics.get(key)) for key, _ in METRICS),
+            *(_cell(r.metrics.get(key)) for key, _ in HEADLINE),
             "-" if r.train_seconds is None else f"{r.train_seconds:.0f}",
             "-" if r.tokens_per_s is None else f"{r.tokens_per_s:.0f}",
         ]
@@ -127,20 +126,20 @@ def plot(rows: list[Row], uri: str, path: Path) -> None:
     client = MlflowClient(tracking_uri=uri)
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(14, 5))
     labels = [f"{r.backbone}\n{r.init}" for r in rows]
-    width = 0.8 / len(METRICS)
+    width = 0.8 / len(HEADLINE)
     x = np.arange(len(rows))
-    for i, (key, label) in enumerate(METRICS):
+    for i, (key, label) in enumerate(HEADLINE):
         values = np.array([r.metrics.get(key, (np.nan, np.nan, np.nan)) for r in rows], dtype=float).reshape(-1, 3)
         err = np.abs(values[:, 1:].T - values[:, 0])
         bars.bar(x + i * width, values[:, 0], width, yerr=np.nan_to_num(err), capsize=2, label=label)
-    bars.set_xticks(x + width * (len(METRICS) - 1) / 2, labels, fontsize=7)
+    bars.set_xticks(x + width * (len(HEADLINE) - 1) / 2, labels, fontsize=7)
     bars.set_ylim(0, 1)
     bars.set_title("EMER metrics (95% bootstrap interval)")
     bars.legend(fontsize=8)
     for r in rows:
         offset = 0
         for run_id in r.train_runs:
-            history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train/loss"))
+            history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, TRAIN_LOSS))
             if history:
                 steps, losses = zip(*history, strict=True)
                 stage = client.get_run(run_id).data.tags.get("stage", "?")

@@ -3,11 +3,19 @@
 Every config in the project is a (possibly nested) dataclass. ``load_config(Cls, path, overrides)`` reads a YAML
 file, applies dotted overrides such as ``train.lr=3e-4``, and builds the dataclass, so validation lives in each
 class's ``__post_init__``. Errors name the file and the full dotted key.
+
+Every entry point reads its settings the same way (``add_config_arguments`` + ``config_from_args``):
+``--config FILE``, then one ``--flag`` per scalar setting, generated from the dataclass (its type, its default,
+its help from the class docstring's ``name: text`` lines), then ``key=value`` overrides of any setting, nested
+ones included; later wins. A default is stated once, in the dataclass.
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -70,6 +78,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     if unknown:
         known = ", ".join(sorted(fields))
         raise ConfigError(f"unknown key(s) {', '.join(_join(where, k) for k in unknown)} (known: {known})")
+    missing = [n for n, f in fields.items() if n not in data and _default(f) is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing setting(s) {', '.join(_join(where, k) for k in missing)}")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(hints[name], value, _join(where, name)) for name, value in data.items()}
     try:
@@ -107,6 +118,128 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def add_config_arguments(p: argparse.ArgumentParser, cls: type, overrides: bool = True, config: bool = True) -> None:
+    """``--config FILE``, one ``--flag`` per scalar setting of ``cls`` and (``overrides``) a ``key=value``
+    positional. Flags cover the top-level fields and the fields of nested sections whose names are unique (a
+    section field's ``metadata={"flag_prefix": "llm-"}`` names its flags ``--llm-<field>``, a field's
+    ``metadata={"flag": "wheel"}`` renames its own); a list of scalars is a repeatable flag. Settings in
+    mappings, and repeated names, are reached by ``key=value`` only."""
+    if config:
+        p.add_argument("--config", type=Path, metavar="FILE",
+                       help=f"YAML file of settings ({cls.__name__}); the flags and key=value overrides apply over it")
+    group = p.add_argument_group(f"settings ({cls.__name__}; each flag is also a key=value override)")
+    for flag, key, tp, f, doc in _flags(cls):
+        default = _default(f)
+        if default is dataclasses.MISSING:
+            shown = " (required)"
+        else:
+            shown = "" if default is None or default == [] else f" (default: {_plain(default)})"
+        doc = doc.replace("%", "%%")  # argparse formats help strings with %
+        kwargs: dict[str, Any] = {"dest": f"setting:{key}", "default": argparse.SUPPRESS, "help": doc + shown}
+        base = _bare(tp)
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is list:
+            kwargs.update(action="append", metavar=flag.upper().replace("-", "_"), help=doc + " (repeatable)")
+        else:
+            kwargs["metavar"] = flag.upper().replace("-", "_")
+            if typing.get_origin(base) is typing.Literal:
+                kwargs["choices"] = typing.get_args(base)
+            else:
+                kwargs["type"] = base if base in (int, float) else str
+        group.add_argument(f"--{flag}", **kwargs)
+    if overrides:
+        p.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="override any setting by its dotted key, nested ones too (e.g. "
+                            f"{_example(cls)}); values are YAML scalars")
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace, overrides: bool = True) -> T:
+    """``cls`` from ``--config``, the generated flags and (``overrides``) the ``key=value`` overrides, in that
+    order."""
+    path = getattr(args, "config", None)
+    data = read_yaml(path) if path else {}
+    for name, value in vars(args).items():
+        if name.startswith("setting:"):
+            *parents, leaf = name.removeprefix("setting:").split(".")
+            node: dict[str, Any] = {leaf: value}
+            for part in reversed(parents):
+                node = {part: node}
+            data = merge(data, node)
+    if overrides:
+        data = merge(data, parse_overrides(getattr(args, "overrides", None) or []))
+    try:
+        return from_dict(cls, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``name: text`` lines of the class docstring (continued by more indented lines), by field name."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    docs: dict[str, str] = {}
+    current = None
+    for line in (cls.__doc__ or "").splitlines():
+        match = re.match(r"^(\s*)(\w+): (.+)$", line)
+        if match and match[2] in names:
+            current, indent = match[2], len(match[1])
+            docs[current] = match[3].strip()
+        elif current and line.strip() and len(line) - len(line.lstrip()) > indent:
+            docs[current] += " " + line.strip()
+        else:
+            current = None
+    return docs
+
+
+def _flags(cls: type, prefix: str = "", flag_prefix: str = "") -> list[tuple[str, str, Any, Any, str]]:
+    """(flag, dotted key, type, field, help) of every scalar setting that gets a flag."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    own, nested = [], []
+    for f in dataclasses.fields(cls):
+        tp, key = hints[f.name], _join(prefix, f.name)
+        section = _bare(tp)
+        if dataclasses.is_dataclass(section):
+            nested += _flags(section, key, f.metadata.get("flag_prefix", ""))
+        elif _scalar(section) or (typing.get_origin(section) is list and _scalar(typing.get_args(section)[0])):
+            flag = flag_prefix + f.metadata.get("flag", f.name).replace("_", "-")
+            own.append((flag, key, tp, f, docs.get(f.name, "")))
+    names = [flag for flag, *_ in own]
+    counts = collections.Counter(flag for flag, *_ in nested)
+    return own + [entry for entry in nested if counts[entry[0]] == 1 and entry[0] not in names]
+
+
+def _scalar(tp: Any) -> bool:
+    return tp in (int, float, str, bool, Path) or typing.get_origin(tp) is typing.Literal
+
+
+def _bare(tp: Any) -> Any:
+    """``X | None`` -> ``X``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _example(cls: type, prefix: str = "") -> str:
+    """A ``key=value`` with a real key and its default, preferring a nested one (what flags do not reach)."""
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if _default(f) is not dataclasses.MISSING]
+    for f in fields:
+        if dataclasses.is_dataclass(_bare(hints[f.name])):
+            return _example(_bare(hints[f.name]), _join(prefix, f.name))
+    scalar = next((f for f in fields if _scalar(_bare(hints[f.name]))), None)
+    return f"{_join(prefix, scalar.name)}={_plain(_default(scalar))}" if scalar else f"{_join(prefix, 'key')}=value"
 
 
 def _join(prefix: str, key: str) -> str:

@@ -36,7 +36,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,24 @@ from shards.schema import SCHEMA_VERSION, PackConfig, decode_sample, encode_samp
 from shards.writer import ShardInfo, ShardWriter
 
 log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class PackJobConfig:
+    """Settings of the pack job (``python -m ray_jobs.pack``).
+
+    corpus: corpus directory (videos/ + <split>.csv), absolute
+    split: split to pack (coarse, fine, test ...)
+    out: output directory (absolute) or fsspec URL
+    readers: training readers to plan the shards for, ranks x loader workers (e.g. 64 x 4): the job advises a
+        samples_per_shard that feeds them all (0: it says how many readers the shards feed)
+    """
+
+    corpus: Path
+    split: str
+    out: str
+    pack: PackConfig = field(default_factory=PackConfig)
+    readers: int = 0
+
 
 STATE_DIR = ".pack"
 SHARD_NAME = re.compile(r"^(?P<split>.+)-(?P<number>\d{6})\.tar$")

@@ -31,8 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from affectgpt.commands.eval import EvalCommandConfig
+from affectgpt.config import save_config
+from affectgpt.eval.generate import EvalConfig
 from affectgpt.net import free_port
-from affectgpt.tracking import Tracker, TrackingConfig
+from affectgpt.tracking import TrackingConfig
 from affectgpt.train.export import PROVENANCE
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,13 @@ BASELINES = ("most_frequent", "untrained")
 
 @dataclass
 class ShardPaths:
+    """The study's shard splits.
+
+    coarse: Stage 1 training shards
+    fine: Stage 2 training shards
+    test: evaluation shards
+    """
+
     coarse: Path
     fine: Path
     test: Path
@@ -72,23 +82,36 @@ class SelectSection:
 
 @dataclass
 class LaunchSection:
-    nproc: int = 2  # processes per node (deepspeed --num_gpus; on CPU, the number of ranks)
-    extra: list[str] = field(default_factory=list)  # more launcher flags, e.g. ["--hostfile", "hosts"]
+    """How training stages are launched.
 
+    nproc: processes per node (deepspeed --num_gpus; on CPU, the number of ranks)
+    extra: more launcher flags, e.g. [--hostfile, hosts]
+    """
 
-@dataclass
-class EvalSection:
-    max_new_tokens: int = 200
-    batch_size: int = 16
-    repetition_penalty: float = 1.0
+    nproc: int = 2
+    extra: list[str] = field(default_factory=list)
 
 
 @dataclass
 class StudyConfig:
-    name: str  # the MLflow experiment
-    out: Path  # cells live in out/<backbone>/<init>/
-    shards: ShardPaths
-    backbones: list[Path]  # model recipes, configs/models/*.yaml
+    """Settings of ``affectgpt study`` (configs/studies/*.yaml).
+
+    name: the study, also its MLflow experiment
+    out: cells live in OUT/<backbone>/<init>/
+    backbones: model recipes (configs/models/*.yaml)
+    inits: initialisations (stage1+stage2, stage2-only, random-llm+stage1+stage2)
+    baselines: baselines scored beside the cells (most_frequent, untrained)
+    stage1: Stage 1 training config
+    stage2: Stage 2 training config
+    stage1_overrides: key=value overrides of every Stage 1 run
+    stage2_overrides: key=value overrides of every Stage 2 run
+    train_labels: CSV with the Stage 2 training labels, for the most-frequent baseline
+    """
+
+    name: str
+    out: Path
+    shards: ShardPaths = field(metadata={"flag_prefix": "shards-"})
+    backbones: list[Path]
     inits: list[str] = field(default_factory=lambda: ["stage1+stage2", "stage2-only"])
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     stage1: Path = Path("configs/stage1.yaml")
@@ -96,10 +119,10 @@ class StudyConfig:
     stage1_overrides: list[str] = field(default_factory=list)
     stage2_overrides: list[str] = field(default_factory=list)
     launch: LaunchSection = field(default_factory=LaunchSection)
-    eval: EvalSection = field(default_factory=EvalSection)
+    eval: EvalConfig = field(default_factory=EvalConfig)  # how each cell and baseline is described and scored
     select: SelectSection = field(default_factory=SelectSection)
-    train_labels: Path | None = None  # CSV with the Stage 2 training labels, for the most-frequent baseline
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    train_labels: Path | None = None
+    tracking: TrackingConfig = field(default_factory=TrackingConfig, metadata={"flag_prefix": "tracking-"})
 
     def __post_init__(self) -> None:
         unknown = [i for i in self.inits if i not in INITS]
@@ -215,25 +238,22 @@ class Study:
         untrained = f"{backbone}/untrained"
         baselines = {"untrained": untrained, "most_frequent": "baseline/most-frequent"}
         wanted = {k: cell for k, cell in baselines.items() if k in self.cfg.baselines and not self._finished(cell)}
-        cmd = [str(self.bin / "affectgpt"), "eval", "--model", str(model), "--shards", str(self.cfg.shards.test),
-               "--out", str(out), "--max-new-tokens", str(self.cfg.eval.max_new_tokens),
-               "--batch-size", str(self.cfg.eval.batch_size),
-               "--repetition-penalty", str(self.cfg.eval.repetition_penalty)]
-        if "untrained" in wanted:
-            cmd += ["--untrained", str(recipe)]
-        if "most_frequent" in wanted:
-            cmd += ["--train-labels", str(self.cfg.train_labels)]
-        self._step(f"{tags['cell']} evaluation", cmd)
-        metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-        common = {"study": self.cfg.name, "kind": "eval"}
-        for key, cell in wanted.items():
-            baseline_tags = {**common, "cell": cell, "backbone": backbone if key == "untrained" else "-",
-                             "init": cell.split("/")[1], "selection": "-"}
-            log_evaluation(self.cfg.tracking, self.uri, metrics["baselines"][key], baseline_tags,
-                           out / "untrained" if key == "untrained" else None)
+        common = {"study": self.cfg.name}
+        baseline_tags = {key: {**common, "cell": cell, "backbone": backbone if key == "untrained" else "-",
+                               "init": cell.split("/")[1], "selection": "-"} for key, cell in wanted.items()}
         provenance = json.loads((model / PROVENANCE).read_text(encoding="utf-8"))
         selected = {"selection": provenance.get("selection", "last"), "selected_step": str(provenance["step"])}
-        log_evaluation(self.cfg.tracking, self.uri, metrics["model"], {**tags, **common, **selected}, out)
+        run = EvalCommandConfig(
+            model=model, shards=str(self.cfg.shards.test), out=out, eval=self.cfg.eval,
+            untrained=recipe if "untrained" in wanted else None,
+            train_labels=self.cfg.train_labels if "most_frequent" in wanted else None,
+            tracking=TrackingConfig(uri=self.uri, experiment=self.cfg.name), run_name=tags["cell"],
+            tags={**tags, **common, **selected}, baseline_tags=baseline_tags,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        config = out / "eval.yaml"  # the cell's evaluation, rerunnable by hand: affectgpt eval --config <it>
+        save_config(run, config)
+        self._step(f"{tags['cell']} evaluation", [str(self.bin / "affectgpt"), "eval", "--config", str(config)])
 
     def _step(self, step: str, cmd: list[str]) -> None:
         log.info("%s: %s", step, " ".join(cmd))
@@ -248,44 +268,6 @@ class StepFailed(RuntimeError):
     def __init__(self, step: str, code: int):
         super().__init__(f"{step} exited with code {code}")
         self.step = step
-
-
-def log_evaluation(cfg: TrackingConfig, uri: str, metrics: dict, tags: dict[str, str],
-                   eval_dir: Path | None = None) -> str:
-    """Record one system's metrics (a ``metrics.json`` entry of ``affectgpt eval``) as a finished MLflow run."""
-    tracker = Tracker.open(TrackingConfig(uri=uri, experiment=cfg.experiment), ".", run_name=tags["cell"],
-                           tags=tags)
-    tracker.log_metrics(eval_metrics(metrics), step=0)
-    for name in ("metrics.json", "predictions.csv"):
-        if eval_dir is not None and (eval_dir / name).exists():
-            tracker.log_artifact(eval_dir / name)
-    tracker.close()
-    return tracker.run_id
-
-
-def eval_metrics(metrics: dict) -> dict[str, float]:
-    """One system's entry of metrics.json -> MLflow keys. The headline columns (``eval/accuracy_s``,
-    ``eval/recall_s``, ``eval/avg``) are wheel level 2, as the EMER papers report; ``eval/wheel_f1`` is F_s at
-    level 1; every level's numbers are kept under ``eval/<level>/<metric>``. Discrete and sentiment tasks add
-    their own (``eval/hit_rate``, ``eval/weighted_f1`` ...); ``eval/primary`` is the task's primary score."""
-    out: dict[str, float] = {"eval/n": float(metrics["n"])}
-    for name in ("primary", "hit_rate", "accuracy", "single_group_rate", "weighted_f1"):
-        if metrics.get(name) is not None:
-            out[f"eval/{name}"] = float(metrics[name])
-    for level in ("level2", "level1"):
-        values = metrics.get(level) or {}
-        for name in ("accuracy_s", "recall_s", "avg", "f_s"):
-            if name in values:
-                out[f"eval/{level}/{name}"] = values[name]
-                lo, hi = values.get("ci95", {}).get(name, (None, None))
-                if lo is not None:
-                    out[f"eval/{level}/{name}_lo"], out[f"eval/{level}/{name}_hi"] = lo, hi
-    for key, source in (("accuracy_s", "level2/accuracy_s"), ("recall_s", "level2/recall_s"),
-                        ("avg", "level2/avg"), ("wheel_f1", "level1/f_s")):
-        for suffix in ("", "_lo", "_hi"):
-            if f"eval/{source}{suffix}" in out:
-                out[f"eval/{key}{suffix}"] = out[f"eval/{source}{suffix}"]
-    return out
 
 
 def overrides_tag(overrides: list[str], key: str) -> str:

@@ -35,8 +35,15 @@ _METRIC_BATCH = 1000
 
 @dataclass
 class TrackingConfig:
+    """Where runs are recorded.
+
+    enabled: record MLflow runs
+    uri: MLflow tracking URI (none: $MLFLOW_TRACKING_URI, else sqlite:///<output dir>/mlflow.db)
+    experiment: MLflow experiment
+    """
+
     enabled: bool = True
-    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<default_dir>/mlflow.db
+    uri: str | None = None
     experiment: str = "affectgpt"
 
     def resolve_uri(self, default_dir: str | Path) -> str:

@@ -2,7 +2,7 @@
 per model stage.
 
   .venv/bin/python benchmarks/prelabel_throughput.py [--corpus DIR] [--num 32] [--cpus 2]
-      [--config configs/prelabel-tiny.yaml] [--set KEY=VALUE ...]
+      [--config configs/prelabel-tiny.yaml] [key=value ...]
 
 Per stage: the stage's models loaded in this process (threads as the config gives its actors), then every
 clip through it in the config's batches: samples/s of that stage alone, and its share of the serial sum.
@@ -43,7 +43,7 @@ def main() -> None:
     p.add_argument("--num", type=int, default=32, help="clips to synthesize (default: 32)")
     p.add_argument("--cpus", type=int, default=2, help="CPUs of the Ray head (default: 2)")
     p.add_argument("--config", type=Path, default=ROOT / "configs" / "prelabel-tiny.yaml")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. merge.batch_size=8")
     p.add_argument("--work", type=Path, default=Path("work/bench"), help="scratch dir (default: work/bench)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -51,7 +51,7 @@ def main() -> None:
     corpus = (args.corpus or work / f"prelabel-corpus-{args.num}").resolve()
     if args.corpus is None and not (corpus / "coarse.csv").is_file():
         write_corpus(SynthConfig(out=corpus, num=args.num, fine_fraction=0, test_fraction=0, workers=2))
-    cfg = load_config(PrelabelConfig, args.config, args.set).resolve(ROOT)
+    cfg = load_config(PrelabelConfig, args.config, args.overrides).resolve(ROOT)
     records, _ = scan_csv(corpus / "coarse.csv", corpus)
 
     stage_rates = per_stage(cfg, [new_row(r) for r in records])
@@ -60,7 +60,7 @@ def main() -> None:
     try:
         for actors in (1, 2):
             share = {s: getattr(cfg, s).num_cpus / actors for s in MODEL_STAGES}
-            overrides = [*args.set, *(f"{s}.actors={actors}" for s in MODEL_STAGES),
+            overrides = [*args.overrides, *(f"{s}.actors={actors}" for s in MODEL_STAGES),
                          *(f"{s}.num_cpus={share[s]}" for s in MODEL_STAGES)]
             runs[actors] = end_to_end(head, corpus, work / f"prelabel-{actors}-actors", args.config, overrides)
     finally:
@@ -68,7 +68,7 @@ def main() -> None:
 
     serial = 1 / sum(1 / r for r in stage_rates.values())
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {len(records)} clips; "
-          f"config {args.config.name} {' '.join(args.set)}")
+          f"config {args.config.name} {' '.join(args.overrides)}")
     print("per stage, one process (samples/s, share of the serial time):")
     for name, rate in stage_rates.items():
         print(f"  {name:9s} {rate:8.2f}   {100 * serial / rate:5.1f}%")
@@ -106,7 +106,7 @@ def end_to_end(head, corpus: Path, out: Path, config: Path, overrides: list[str]
     job = subprocess.run(
         [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", head.dashboard_url,
          "--working-dir", ".", "--", "python", "-m", "ray_jobs.prelabel", "--corpus", str(corpus), "--out",
-         str(out), "--root", str(ROOT), "--config", str(config.resolve().relative_to(ROOT)), "--set", *overrides],
+         str(out), "--root", str(ROOT), "--config", str(config.resolve().relative_to(ROOT)), *overrides],
         cwd=ROOT, capture_output=True, text=True,
     )
     found = re.search(r"(\d+) processed now in ([\d.]+) s", job.stdout)

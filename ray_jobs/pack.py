@@ -2,7 +2,7 @@
 
   ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
       python -m ray_jobs.pack --corpus /data/emer --split coarse --out /data/shards/coarse \\
-      [--samples-per-shard 256] [--frames 8] [--size 224] [--readers 256]
+      [--samples-per-shard 256] [--frames 8] [--size 224] [--readers 256] [--config FILE] [pack.seed=1 ...]
 
 --corpus and --out must be absolute paths (or, for --out, an fsspec URL such as s3://bucket/shards/coarse):
 under `--working-dir` the job runs in an uploaded copy of the project, where relative paths lead nowhere.
@@ -33,8 +33,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from affectgpt.config import add_config_arguments, config_from_args
 from affectgpt.corpus import CorpusError
-from affectgpt.packing import PackError, ShardPlan, ShardResult, pack_shard, pack_split
+from affectgpt.packing import PackError, PackJobConfig, ShardPlan, ShardResult, pack_shard, pack_split
 from shards.index import QUARANTINE_FILE
 from shards.loader import SHARDS_PER_READER, shard_advice
 from shards.schema import PackConfig
@@ -47,24 +48,7 @@ EXIT_OK, EXIT_FAILED, EXIT_QUARANTINED = 0, 1, 3
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ray_jobs.pack", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = PackConfig()
-    p.add_argument("--corpus", type=Path, required=True, help="corpus directory (videos/ + <split>.csv), absolute")
-    p.add_argument("--split", required=True, help="split to pack (coarse, fine, test ...)")
-    p.add_argument("--out", required=True, help="output directory (absolute) or fsspec URL")
-    p.add_argument("--samples-per-shard", type=int, default=defaults.samples_per_shard,
-                   help=f"samples per shard (default: {defaults.samples_per_shard})")
-    p.add_argument("--frames", type=int, default=defaults.frames, help=f"frames per clip (default: {defaults.frames})")
-    p.add_argument("--size", type=int, default=defaults.size, help=f"frame side in pixels (default: {defaults.size})")
-    p.add_argument("--sample-rate", type=int, default=defaults.sample_rate,
-                   help=f"audio rate in Hz (default: {defaults.sample_rate})")
-    p.add_argument("--max-audio-seconds", type=float, default=defaults.max_audio_seconds,
-                   help=f"audio kept per clip (default: {defaults.max_audio_seconds})")
-    p.add_argument("--jpeg-quality", type=int, default=defaults.jpeg_quality,
-                   help=f"frame JPEG quality (default: {defaults.jpeg_quality})")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="shuffle of clips into shards (default: 0)")
-    p.add_argument("--readers", type=int, default=0,
-                   help="training readers to plan the shards for: ranks x loader workers (e.g. 64 x 4); the job "
-                        "advises a --samples-per-shard that feeds them all (default: say how many readers it feeds)")
+    add_config_arguments(p, PackJobConfig)
     return p.parse_args(argv)
 
 
@@ -81,21 +65,18 @@ def ray_shards(plans: list[ShardPlan], split: str, cfg: PackConfig, out: str) ->
         yield pending.pop(done[0]), ray.get(done[0])
 
 
-def run(args: argparse.Namespace) -> int:
-    if not args.corpus.is_absolute() or ("://" not in args.out and not Path(args.out).is_absolute()):
-        log.error("--corpus and --out must be absolute (the job runs in a copy of the working dir); got "
-                  "--corpus %s --out %s", args.corpus, args.out)
+def run(cfg: PackJobConfig) -> int:
+    if not cfg.corpus.is_absolute() or ("://" not in cfg.out and not Path(cfg.out).is_absolute()):
+        log.error("corpus and out must be absolute (the job runs in a copy of the working dir); got "
+                  "corpus %s, out %s", cfg.corpus, cfg.out)
         return EXIT_FAILED
-    cfg = PackConfig(frames=args.frames, size=args.size, sample_rate=args.sample_rate,
-                     max_audio_seconds=args.max_audio_seconds, jpeg_quality=args.jpeg_quality,
-                     samples_per_shard=args.samples_per_shard, seed=args.seed)
-    report = pack_split(args.corpus, args.split, args.out, cfg, run_shards=ray_shards)
-    log_shard_advice(report.clips, cfg.samples_per_shard, args.readers)
+    report = pack_split(cfg.corpus, cfg.split, cfg.out, cfg.pack, run_shards=ray_shards)
+    log_shard_advice(report.clips, cfg.pack.samples_per_shard, cfg.readers)
     for q in report.quarantined[:20]:
         log.warning("quarantined %s (row %d): %s", q.name, q.row, q.reason)
     print("\n".join(report.summary()))
     if report.index.quarantined:
-        print(f"quarantine list: {args.out.rstrip('/')}/{QUARANTINE_FILE} (exit code {EXIT_QUARANTINED})")
+        print(f"quarantine list: {cfg.out.rstrip('/')}/{QUARANTINE_FILE} (exit code {EXIT_QUARANTINED})")
         return EXIT_QUARANTINED
     return EXIT_OK
 
@@ -116,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     args = parse_args(argv)
     try:
-        return run(args)
+        return run(config_from_args(PackJobConfig, args))
     except (CorpusError, PackError, ValueError) as e:
         log.error("%s", e)
         return EXIT_FAILED

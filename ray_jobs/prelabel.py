@@ -2,7 +2,7 @@
 
   ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
       python -m ray_jobs.prelabel --corpus /data/unlabelled --out /data/emer-coarse --root $PWD \\
-      [--split coarse] [--config configs/prelabel.yaml] [--set merge.batch_size=16 ...] [--limit N]
+      [--split coarse] [--config configs/prelabel.yaml] [--limit N] [merge.batch_size=16 ...]
 
 Input: ``CORPUS/<split>.csv`` in the corpus layout (descriptions and labels are ignored) and CORPUS/videos/.
 Output: OUT/coarse.csv (name,subtitle,description,labels), OUT/failed.csv (name,row,stage,reason),
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from affectgpt.config import ConfigError, load_config, to_dict
+from affectgpt.config import ConfigError, add_config_arguments, config_from_args, to_dict
 from affectgpt.corpus import CorpusError, Record, scan_csv, split_csv
 from affectgpt.prelabel.config import PrelabelConfig, StageConfig
 from affectgpt.prelabel.stages import (
@@ -70,14 +70,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--corpus", type=Path, required=True, help="corpus directory (videos/ + <split>.csv), absolute")
     p.add_argument("--split", default="coarse", help="CSV to label (default: coarse)")
     p.add_argument("--out", type=Path, required=True, help="output directory, absolute")
-    p.add_argument("--config", type=Path, default=Path("configs/prelabel.yaml"),
-                   help="recipe (default: configs/prelabel.yaml)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. merge.actors=2")
     p.add_argument("--root", type=Path, default=Path.cwd(),
                    help="absolute dir that relative model paths are resolved against (default: cwd)")
     p.add_argument("--limit", type=int, default=None, help="label only the first N rows of the CSV")
     p.add_argument("--retry-failed", action="store_true",
                    help="redo the clips an earlier run recorded as failed (default: keep their failure)")
+    add_config_arguments(p, PrelabelConfig)
+    p.set_defaults(config=Path("configs/prelabel.yaml"))  # the shipped recipe, in the job's working dir
     return p.parse_args(argv)
 
 
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("--corpus, --out and --root must be absolute (the job runs in a copy of the working dir); got "
                   "--corpus %s --out %s --root %s", args.corpus, args.out, args.root)
         return EXIT_FAILED
-    cfg = load_config(PrelabelConfig, args.config, args.set).resolve(args.root)
+    cfg = config_from_args(PrelabelConfig, args).resolve(args.root)
     csv_path = split_csv(args.corpus, args.split)
     records, problems = scan_csv(csv_path, args.corpus)
     if args.limit is not None:

@@ -68,7 +68,16 @@ class CorruptSampleError(SchemaError):
 
 @dataclass(frozen=True)
 class PackConfig:
-    """What a pack job produces; recorded in ``index.json`` so the loader knows the shapes to expect."""
+    """What a pack job produces; recorded in ``index.json`` so the loader knows the shapes to expect.
+
+    frames: frames per clip
+    size: frame side in pixels (a multiple of 16)
+    sample_rate: audio rate in Hz
+    max_audio_seconds: audio kept per clip
+    jpeg_quality: frame JPEG quality
+    samples_per_shard: samples per shard
+    seed: the shuffle that deals samples into shards (so every shard mixes the corpus)
+    """
 
     frames: int = 8
     size: int = 224
@@ -76,7 +85,7 @@ class PackConfig:
     max_audio_seconds: float = 10.0
     jpeg_quality: int = 90
     samples_per_shard: int = 256
-    seed: int = 0  # order in which samples are dealt into shards (shuffled, so every shard mixes the corpus)
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.size < 16 or self.size % 16:

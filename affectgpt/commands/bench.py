@@ -7,11 +7,11 @@ OUT/bench.json, OUT/bench.md and, per model and corpus, OUT/<model>/<suite>/<cor
 metrics.json}. Each model is one MLflow run (tag kind=bench): bench/<corpus>/<metric> and bench/mean.
 
 Suites are YAML files (configs/bench/*.yaml: name, root, corpora of {name, task, shards}, generation
-settings); --set key=value overrides every suite given (e.g. root=work/demo/shards).
+settings); key=value overrides apply to every suite given (e.g. root=work/demo/shards).
 
 Example:
   affectgpt bench --model work/demo/study/llama-tiny/stage1+stage2/stage2/model \\
-      --suite configs/bench/synth.yaml --set root=work/demo/shards --out work/demo/bench
+      --suite configs/bench/synth.yaml --out work/demo/bench root=work/demo/shards
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import logging
 import os
 from pathlib import Path
 
-from affectgpt.commands.labels import add_extractor_arguments, build_extractor
+from affectgpt.config import add_config_arguments, config_from_args
+from affectgpt.eval.llm_extract import ExtractorConfig, build_extractor
 
 HELP = "score models on a benchmark suite of corpora with declared tasks (mean of the primary scores)"
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model directory (affectgpt export); repeatable: one column and one MLflow run each")
     p.add_argument("--suite", type=Path, nargs="+", required=True, help="suite YAML file(s), e.g. configs/bench/*.yaml")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides applied to every suite")
     p.add_argument("--wheel", type=Path, action="append", default=[], metavar="FILE",
                    help="emotion wheel TSV (label, level1, level2), repeatable; replaces the suites' wheels")
     p.add_argument("--experiment", default="bench", help="MLflow experiment (default: bench)")
@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tracking", action="store_true", help="do not log MLflow runs")
     p.add_argument("--seed", type=int, default=0, help="seed of the reading order and bootstrap (default: 0)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    add_extractor_arguments(p)
+    add_config_arguments(p, ExtractorConfig, overrides=False, config=False)
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="suite overrides, applied to every suite")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from affectgpt.model import AffectGPT
 
     try:
-        suites = [load_config(SuiteConfig, path, args.set) for path in args.suite]
+        suites = [load_config(SuiteConfig, path, args.overrides) for path in args.suite]
+        extractor = build_extractor(config_from_args(ExtractorConfig, args, overrides=False))
         load_wheels(args.wheel or [w for s in suites for w in s.wheels])  # bad wheel files fail before generating
     except (ConfigError, LexiconError) as e:
         log.error("%s", e)
@@ -65,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
         log.error("not found: %s", ", ".join(missing))
         return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    extractor = build_extractor(args)
     scores = []
     for model_dir in args.model:
         name = _model_name(model_dir, args.model)

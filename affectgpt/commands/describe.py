@@ -15,6 +15,8 @@ import json
 import logging
 from pathlib import Path
 
+from affectgpt.eval.generate import EvalConfig
+
 HELP = "describe one video clip with a model and extract its emotion labels"
 log = logging.getLogger(__name__)
 
@@ -23,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("clip", type=Path, help="video file (.mp4, .avi, .mkv, .mov)")
     p.add_argument("--model", type=Path, required=True, help="model directory (AffectGPT.save_pretrained)")
     p.add_argument("--subtitle", default="", help="what is said in the clip (goes into the prompt)")
-    p.add_argument("--max-new-tokens", type=int, default=160, help="description length limit (default: 160)")
+    p.add_argument("--max-new-tokens", type=int, default=EvalConfig.max_new_tokens,
+                   help=f"description length limit (default: {EvalConfig.max_new_tokens}, as affectgpt eval)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 

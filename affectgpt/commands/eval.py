@@ -5,7 +5,12 @@ Writes OUT/predictions.csv (name, description, labels) and OUT/metrics.json (Acc
 average and F_s at emotion-wheel levels 2 and 1, bootstrap 95% intervals, empty ground truth reported apart).
 With --train-labels, metrics.json also holds the constant most-frequent-labels baseline; with --untrained, the
 untrained model (a recipe's encoders and LLM with freshly initialised fusion and projectors) described the
-same split too, into OUT/untrained/. Every system is scored by the same code.
+same split too, into OUT/untrained/. Every system is scored by the same code. With tracking on
+(--tracking-enabled, or tracking.enabled=true in --config), every system is also one finished MLflow run (tag
+kind=eval; metric names in affectgpt.run_metrics) with its metrics.json and predictions.csv as artifacts.
+
+Settings come from --config FILE (YAML, keys as below), the flags, then key=value overrides (e.g.
+eval.max_new_tokens=200, tags.cell=demo); later wins.
 
 Example:
   affectgpt eval --model work/demo/stage2/export --shards work/demo/shards/test --out work/demo/eval \\
@@ -16,74 +21,101 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from affectgpt.commands.labels import add_extractor_arguments, build_extractor
-from affectgpt.commands.score import add_task_arguments
+from affectgpt.config import ConfigError, add_config_arguments, config_from_args
+from affectgpt.eval.generate import EvalConfig
+from affectgpt.eval.llm_extract import ExtractorConfig, build_extractor
+from affectgpt.tracking import TrackingConfig
 
 HELP = "describe a shard split with a model and score the descriptions (EMER metrics)"
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class EvalCommandConfig:
+    """Settings of ``affectgpt eval``.
+
+    model: model directory (affectgpt export)
+    shards: shard directory or URL of the split to evaluate
+    out: output directory
+    train_labels: CSV with the training split's labels (e.g. the corpus's fine.csv): adds the most-frequent
+        labels baseline
+    untrained: model recipe (YAML) or model directory to evaluate as the untrained baseline
+    device: torch device (none: cuda if available, else cpu)
+    run_name: the model's MLflow run name (none: tags.cell, else the model directory's name)
+    """
+
+    model: Path
+    shards: str
+    out: Path
+    train_labels: Path | None = None
+    untrained: Path | None = None
+    device: str | None = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(enabled=False),
+                                     metadata={"flag_prefix": "tracking-"})
+    run_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # the model run's tags (a study: cell, backbone, init)
+    baseline_tags: dict[str, dict[str, str]] = field(default_factory=dict)  # by baseline: its run's tags
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, required=True, help="model directory (AffectGPT.save_pretrained)")
-    p.add_argument("--shards", required=True, help="shard directory or URL of the split to evaluate")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--train-labels", type=Path,
-                   help="CSV with the training split's labels (e.g. the corpus's fine.csv): adds the baseline")
-    p.add_argument("--untrained", type=Path,
-                   help="model recipe (YAML) or model directory to evaluate as the untrained baseline")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per generate call (default: 8)")
-    p.add_argument("--max-new-tokens", type=int, default=160, help="description length limit (default: 160)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0,
-                   help="> 1 discourages repeated words in the descriptions (default: 1.0, plain greedy)")
-    p.add_argument("--limit", type=int, help="only the first N samples (smoke runs)")
-    p.add_argument("--gt-source", choices=["auto", "labels", "description"], default="auto",
-                   help="ground truth from sample labels or extracted from reference descriptions (default: auto)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples, 0 for none (default: 1000)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the reading order, the bootstrap and the untrained baseline's weights (default: 0)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    add_task_arguments(p)
-    add_extractor_arguments(p)
+    add_config_arguments(p, EvalCommandConfig)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from affectgpt.eval.generate import EvalConfig, evaluate_split
+    from affectgpt.eval.generate import evaluate_split
     from affectgpt.eval.lexicon import LexiconError
     from affectgpt.eval.scoring import format_table, table_labels
     from affectgpt.eval.tables import TableError, read_table
     from affectgpt.eval.wheels import load_wheels
 
-    cfg = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, limit=args.limit,
-                     repetition_penalty=args.repetition_penalty,
-                     gt_source=args.gt_source, bootstrap=args.bootstrap, seed=args.seed,
-                     task=args.task, wheels=args.wheel)
-    extractor = build_extractor(args)
-    train = None
     try:
-        load_wheels(args.wheel)  # a bad wheel file fails before any generation
-        if args.train_labels:
-            rows = read_table(args.train_labels)
-            train = list(table_labels(rows, "auto", extractor, args.train_labels).values())
-    except (TableError, LexiconError) as e:
+        cfg = config_from_args(EvalCommandConfig, args)
+        extractor = build_extractor(cfg.extractor)
+        load_wheels(cfg.eval.wheels)  # a bad wheel file fails before any generation
+        train = None
+        if cfg.train_labels:
+            rows = read_table(cfg.train_labels)
+            train = list(table_labels(rows, "auto", extractor, cfg.train_labels).values())
+    except (ConfigError, TableError, LexiconError) as e:
         log.error("%s", e)
         return 2
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     baselines = {}
-    if args.untrained:
-        untrained = _load(args.untrained, args.seed).to(device)
-        run = evaluate_split(untrained, args.shards, args.out / "untrained", cfg, extractor,
-                             model_name=str(args.untrained))
+    if cfg.untrained:
+        untrained = _load(cfg.untrained, cfg.eval.seed).to(device)
+        run = evaluate_split(untrained, cfg.shards, cfg.out / "untrained", cfg.eval, extractor,
+                             model_name=str(cfg.untrained))
         baselines["untrained"] = run["model"]
         del untrained  # one model in memory at a time
-    model = _load(args.model, args.seed).to(device)
-    result = evaluate_split(model, args.shards, args.out, cfg, extractor, train, model_name=str(args.model),
+    model = _load(cfg.model, cfg.eval.seed).to(device)
+    result = evaluate_split(model, cfg.shards, cfg.out, cfg.eval, extractor, train, model_name=str(cfg.model),
                             baselines=baselines)
     print(format_table(result))
+    if cfg.tracking.enabled:
+        _track(cfg, result)
     return 0
+
+
+def _track(cfg: EvalCommandConfig, result: dict) -> None:
+    """One finished MLflow run per system: the model, then each baseline it was scored against."""
+    from affectgpt.run_metrics import log_evaluation
+
+    name = cfg.run_name or cfg.tags.get("cell") or cfg.model.name
+    run_id = log_evaluation(cfg.tracking, cfg.out, result["model"], name, cfg.tags, cfg.out)
+    log.info("MLflow run %s: evaluation of %s", run_id, name)
+    for baseline, metrics in result.get("baselines", {}).items():
+        tags = {"baseline": baseline, **cfg.baseline_tags.get(baseline, {})}
+        eval_dir = cfg.out / "untrained" if baseline == "untrained" else None
+        run_id = log_evaluation(cfg.tracking, cfg.out, metrics, tags.get("cell", f"{name} {baseline}"), tags,
+                                eval_dir)
+        log.info("MLflow run %s: baseline %s", run_id, baseline)
 
 
 def _load(path: Path, seed: int):

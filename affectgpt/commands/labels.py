@@ -21,6 +21,9 @@ import json
 import logging
 from pathlib import Path
 
+from affectgpt.config import ConfigError, add_config_arguments, config_from_args
+from affectgpt.eval.llm_extract import ExtractorConfig, build_extractor
+
 HELP = "extract emotion labels from descriptions (lexicon or LLM)"
 log = logging.getLogger(__name__)
 
@@ -32,42 +35,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--column", help="description column of --csv (default: description, else english, else chinese)")
     p.add_argument("--out", type=Path, help="write name,description,labels,groups to this CSV (with --csv)")
     p.add_argument("--explain", action="store_true", help="also print every lexicon match and its status")
-    add_extractor_arguments(p)
-
-
-def add_extractor_arguments(p: argparse.ArgumentParser) -> None:
-    """Options that choose the extractor; shared by ``labels``, ``score`` and ``eval``."""
-    p.add_argument("--lang", choices=["auto", "en", "zh"], default="auto",
-                   help="language of the descriptions for the lexicon's scope rules; auto detects it per "
-                        "description (default: auto)")
-    g = p.add_argument_group("LLM extractor (default: the lexicon)")
-    g.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    g.add_argument("--llm-model", help="served model name (with --llm-url) or a local HF model dir / .gguf file")
-    g.add_argument("--llm-cache", type=Path, default=Path(".cache/llm-labels"),
-                   help="reply cache directory (default: .cache/llm-labels)")
-    g.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request (default: 60)")
-    g.add_argument("--llm-retries", type=int, default=2, help="retries per description (default: 2)")
-
-
-def build_extractor(args: argparse.Namespace):
-    from affectgpt.eval.extract import LexiconExtractor
-
-    if not args.llm_url and not args.llm_model:
-        return LexiconExtractor(lang=args.lang)
-    from affectgpt.eval.llm_extract import LLMExtractor, LLMExtractorConfig
-
-    cfg = LLMExtractorConfig(
-        url=args.llm_url, model=args.llm_model, cache_dir=args.llm_cache,
-        timeout_s=args.llm_timeout, retries=args.llm_retries,
-    )
-    return LLMExtractor(cfg)
+    add_config_arguments(p, ExtractorConfig)
 
 
 def run(args: argparse.Namespace) -> int:
     from affectgpt.eval.extract import LexiconExtractor
     from affectgpt.eval.tables import TableError, read_table
 
-    extractor = build_extractor(args)
+    try:
+        extractor = build_extractor(config_from_args(ExtractorConfig, args))
+    except ConfigError as e:
+        log.error("%s", e)
+        return 2
     if args.text:
         names, texts = [str(i) for i in range(len(args.text))], list(args.text)
     else:

@@ -20,37 +20,49 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from affectgpt.commands.labels import add_extractor_arguments, build_extractor
+from affectgpt.config import ConfigError, add_config_arguments, config_from_args
+from affectgpt.eval.llm_extract import ExtractorConfig, build_extractor
 
 HELP = "score predictions against ground truth (Accuracy_s, Recall_s, emotion-wheel F, bootstrap CIs)"
 log = logging.getLogger(__name__)
 
+Source = Literal["auto", "labels", "description"]
+
+
+@dataclass
+class ScoreConfig:
+    """Settings of ``affectgpt score``.
+
+    gt: ground-truth CSV
+    pred: predictions CSV
+    train: training CSV: adds the most-frequent-labels baseline
+    gt_source: where ground-truth labels come from (auto: the labels column when the file has one)
+    pred_source: where predicted labels come from
+    bootstrap: bootstrap resamples, 0 for none
+    json: write the metrics here (none: PRED with suffix .score.json)
+    task: how the ground truth is scored (open_vocabulary, discrete or sentiment)
+    wheels: emotion wheel TSV (label, level1, level2); 'default' is the shipped wheel; several wheels: metrics
+        per wheel and their mean (none: the shipped wheel)
+    """
+
+    gt: Path
+    pred: Path
+    train: Path | None = None
+    gt_source: Source = "auto"
+    pred_source: Source = "auto"
+    bootstrap: int = 1000
+    json: Path | None = None
+    task: str = "open_vocabulary"
+    wheels: list[Path] = field(default_factory=list, metadata={"flag": "wheel"})
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gt", type=Path, required=True, help="ground-truth CSV")
-    p.add_argument("--pred", type=Path, required=True, help="predictions CSV")
-    p.add_argument("--train", type=Path, help="training CSV: adds the most-frequent-labels baseline")
-    p.add_argument("--gt-source", choices=["auto", "labels", "description"], default="auto",
-                   help="where ground-truth labels come from (default: auto)")
-    p.add_argument("--pred-source", choices=["auto", "labels", "description"], default="auto",
-                   help="where predicted labels come from (default: auto)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples, 0 for none (default: 1000)")
-    p.add_argument("--json", type=Path, help="write the metrics here (default: PRED with suffix .score.json)")
-    add_task_arguments(p)
-    add_extractor_arguments(p)
-
-
-def add_task_arguments(p: argparse.ArgumentParser) -> None:
-    """--task and --wheel, shared by score and eval."""
-    from affectgpt.eval.tasks import TASKS
-
-    p.add_argument("--task", choices=TASKS, default="open_vocabulary",
-                   help="how the ground truth is scored (default: open_vocabulary)")
-    p.add_argument("--wheel", type=Path, action="append", default=[], metavar="FILE",
-                   help="emotion wheel TSV (label, level1, level2), repeatable; 'default' is the shipped wheel; "
-                        "several wheels: metrics per wheel and their mean (default: the shipped wheel)")
+    add_config_arguments(p, ScoreConfig)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,15 +72,16 @@ def run(args: argparse.Namespace) -> int:
     from affectgpt.eval.wheels import load_wheels
 
     try:
+        cfg = config_from_args(ScoreConfig, args)
         result = score_tables(
-            args.gt, args.pred, args.gt_source, args.pred_source, build_extractor(args),
-            train_path=args.train, bootstrap=args.bootstrap, task=args.task, wheels=load_wheels(args.wheel),
+            cfg.gt, cfg.pred, cfg.gt_source, cfg.pred_source, build_extractor(cfg.extractor),
+            train_path=cfg.train, bootstrap=cfg.bootstrap, task=cfg.task, wheels=load_wheels(cfg.wheels),
         )
-    except (TableError, LexiconError) as e:
+    except (ConfigError, TableError, LexiconError) as e:
         log.error("%s", e)
         return 2
     print(format_table(result))
-    out = args.json or args.pred.with_suffix(".score.json")
+    out = cfg.json or cfg.pred.with_suffix(".score.json")
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     log.info("wrote %s", out)
     return 0

@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
+
+from affectgpt.config import ConfigError, add_config_arguments, config_from_args
+from affectgpt.study import StudyConfig
 
 HELP = "run a backbone x initialisation grid (train, export, evaluate; tracked in MLflow)"
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="study YAML (configs/studies/*.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. inits=[stage2-only]")
+    add_config_arguments(p, StudyConfig)  # --config: a study YAML, configs/studies/*.yaml
 
 
 def run(args: argparse.Namespace) -> int:
-    from affectgpt.config import ConfigError, load_config
-    from affectgpt.study import Study, StudyConfig
+    from affectgpt.study import Study
 
     try:
-        cfg = load_config(StudyConfig, args.config, args.overrides)
+        cfg = config_from_args(StudyConfig, args)
     except ConfigError as e:
         log.error("%s", e)
         return 2

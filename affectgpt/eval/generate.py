@@ -31,18 +31,31 @@ METRICS_FILE = "metrics.json"
 
 @dataclass
 class EvalConfig:
+    """How a split is described and scored (``affectgpt eval``, the study's ``eval`` section, training's
+    evaluation).
+
+    batch_size: clips per generate call
+    max_new_tokens: description length limit
+    repetition_penalty: > 1 discourages the word loops small or briefly trained models fall into (1.0: greedy)
+    limit: evaluate only the first N samples of the split (smoke runs)
+    gt_source: ground truth from the samples' label lists (labels), extracted from the reference descriptions
+        (description, e.g. EMER-Fine, which has no label column), or labels if any sample has some (auto)
+    bootstrap: bootstrap resamples for the 95% intervals, 0 for none
+    seed: seed of the reading order, the bootstrap and an untrained baseline's weights
+    task: how the ground truth is scored (open_vocabulary, discrete or sentiment)
+    wheels: emotion-wheel TSV (label, level1, level2; 'default' is the shipped one); several: metrics per wheel
+        and their mean (none: the shipped wheel)
+    """
+
     batch_size: int = 8
     max_new_tokens: int = 160
-    # > 1 discourages the word loops small or briefly trained models fall into (1.0: plain greedy decoding)
     repetition_penalty: float = 1.0
-    limit: int | None = None  # evaluate only the first N samples of the split (smoke runs)
-    # Ground truth: "labels" (the samples' label lists), "description" (labels extracted from the reference
-    # descriptions, e.g. for EMER-Fine which has no label column), "auto": labels if any sample has some.
+    limit: int | None = None
     gt_source: Literal["auto", "labels", "description"] = "auto"
     bootstrap: int = 1000
     seed: int = 0
-    task: str = "open_vocabulary"  # how the ground truth is scored: affectgpt.eval.tasks.TASKS
-    wheels: list[Path] = field(default_factory=list)  # emotion-wheel TSVs ("default": the shipped one); none: shipped
+    task: str = "open_vocabulary"
+    wheels: list[Path] = field(default_factory=list, metadata={"flag": "wheel"})
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -21,10 +21,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from affectgpt.atomic import write_atomic
-from affectgpt.eval.extract import Extraction, _extraction
+from affectgpt.eval.extract import Extraction, Extractor, LexiconExtractor, _extraction
 from affectgpt.eval.languages import detect
 from affectgpt.eval.lexicon import default_lexicon
 
@@ -77,20 +77,49 @@ class ChatBackend(Protocol):
 
 @dataclass
 class LLMExtractorConfig:
-    url: str | None = None  # OpenAI-compatible base URL (".../v1"); None: load ``model`` locally
-    model: str | None = None  # served model name with ``url``; else a local model dir or .gguf file
+    """The LLM label extractor.
+
+    url: OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (none: load ``model`` locally)
+    model: served model name (with url) or a local HF model dir / .gguf file
+    cache_dir: reply cache directory
+    timeout_s: seconds per request
+    retries: retries per description
+    backoff_s: first retry delay in seconds, doubled per retry
+    max_tokens: reply length limit
+    max_labels: a longer list is rambling, treated as malformed
+    """
+
+    url: str | None = None
+    model: str | None = None
     cache_dir: Path | None = Path(".cache/llm-labels")
     timeout_s: float = 60.0
     retries: int = 2
     backoff_s: float = 1.0
     max_tokens: int = 48
-    max_labels: int = 12  # a longer list is rambling, treated as malformed
+    max_labels: int = 12
 
     def __post_init__(self):
         if not self.url and not self.model:
             raise ValueError("the LLM extractor needs a url (OpenAI-compatible endpoint) or a local model path")
         if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0 or self.max_tokens < 1:
             raise ValueError("timeout_s must be > 0, max_tokens >= 1, retries and backoff_s >= 0")
+
+
+@dataclass
+class ExtractorConfig:
+    """Which extractor turns descriptions into labels: the lexicon, or an LLM when ``llm`` is set.
+
+    lang: language of the descriptions for the lexicon's scope rules; auto detects it per description
+    """
+
+    lang: Literal["auto", "en", "zh"] = "auto"
+    llm: LLMExtractorConfig | None = field(default=None, metadata={"flag_prefix": "llm-"})
+
+
+def build_extractor(cfg: ExtractorConfig) -> Extractor:
+    if cfg.llm is None:
+        return LexiconExtractor(lang=cfg.lang)
+    return LLMExtractor(cfg.llm)
 
 
 @dataclass

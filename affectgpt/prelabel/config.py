@@ -33,14 +33,22 @@ DEFAULT_INSTRUCTIONS = {"visual": VISUAL_INSTRUCTION, "acoustic": ACOUSTIC_INSTR
 @dataclass
 class DecodeConfig:
     """How clips are decoded for the describers; must match what their models were built for (checked when
-    an actor loads its model). Field names are those of ``AffectGPTConfig``."""
+    an actor loads its model). Field names are those of ``AffectGPTConfig``.
+
+    num_frames: frames per clip
+    frame_size: frame side in pixels
+    sample_rate: audio rate in Hz
+    max_audio_seconds: audio kept per clip
+    batch_size: clips per decode task
+    num_cpus: CPUs per decode task
+    """
 
     num_frames: int = 8
     frame_size: int = 224
     sample_rate: int = 16000
     max_audio_seconds: float = 10.0
     batch_size: int = 8
-    num_cpus: float = 1.0  # per decode task
+    num_cpus: float = 1.0
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.frame_size < 16 or self.frame_size % 16:
@@ -52,17 +60,25 @@ class DecodeConfig:
 
 @dataclass
 class StageConfig:
-    """One model stage, run on a pool of ``actors`` Ray actors that each load ``model`` once."""
+    """One model stage, run on a pool of ``actors`` Ray actors that each load ``model`` once.
 
-    # Describers: an AffectGPT model dir (AffectGPT.save_pretrained) or a recipe .yaml (untrained adapters,
-    # smoke runs only). Merger / translator: a Hugging Face causal-LM dir with a chat template. None: off.
+    model: describers: an AffectGPT model dir (affectgpt export) or a recipe .yaml (untrained adapters, smoke
+        runs only); merger / translator: a Hugging Face causal-LM dir with a chat template; none: off
+    instruction: the stage's prompt (empty: its default prompt)
+    batch_size: clips per generate call
+    max_new_tokens: generation length limit
+    actors: actors in the stage's pool
+    num_cpus: CPUs per actor, also its torch thread count (rounded down, at least 1)
+    num_gpus: GPUs per actor (none: 1 when the cluster has GPUs, else 0)
+    """
+
     model: Path | None = None
-    instruction: str = ""  # empty: the stage's default prompt (see DEFAULT_INSTRUCTIONS)
+    instruction: str = ""
     batch_size: int = 4
     max_new_tokens: int = 128
     actors: int = 1
-    num_cpus: float = 1.0  # per actor; also its torch thread count (rounded down, at least 1)
-    num_gpus: float | None = None  # per actor; None: 1 when the cluster has GPUs, else 0
+    num_cpus: float = 1.0
+    num_gpus: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1 or self.actors < 1:
@@ -74,13 +90,17 @@ class StageConfig:
 
 @dataclass
 class PrelabelConfig:
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    visual: StageConfig = field(default_factory=StageConfig)
-    acoustic: StageConfig = field(default_factory=StageConfig)
-    merge: StageConfig = field(default_factory=StageConfig)
-    translate: StageConfig = field(default_factory=StageConfig)
-    # A merged description in which the lexicon finds no emotion of the person is malformed output: recorded
-    # in failed.csv rather than written to coarse.csv with empty labels.
+    """The pre-labelling job's stages (``configs/prelabel.yaml``); each section's flags carry its name.
+
+    require_labels: a merged description in which the lexicon finds no emotion of the person is malformed
+        output, recorded in failed.csv rather than written to coarse.csv with empty labels
+    """
+
+    decode: DecodeConfig = field(default_factory=DecodeConfig, metadata={"flag_prefix": "decode-"})
+    visual: StageConfig = field(default_factory=StageConfig, metadata={"flag_prefix": "visual-"})
+    acoustic: StageConfig = field(default_factory=StageConfig, metadata={"flag_prefix": "acoustic-"})
+    merge: StageConfig = field(default_factory=StageConfig, metadata={"flag_prefix": "merge-"})
+    translate: StageConfig = field(default_factory=StageConfig, metadata={"flag_prefix": "translate-"})
     require_labels: bool = True
 
     def __post_init__(self) -> None:

@@ -41,20 +41,38 @@ SPLITS = ("coarse", "fine", "val", "test")
 
 @dataclass(frozen=True)
 class SynthConfig:
+    """Settings of ``affectgpt synth``.
+
+    out: output corpus directory
+    num: number of clips
+    seed: random seed
+    fps: video frame rate
+    seconds: clip length in seconds
+    size: frame width and height in pixels
+    sample_rate: stored audio rate; the pack job resamples to the model's rate, as for real clips
+    label_noise: wrong-label rate of coarse.csv
+    fine_fraction: share of clips in fine.csv
+    val_fraction: share of the fine clips held out as val.csv (the validation split)
+    test_fraction: share of clips in test.csv
+    mixed_fraction: share of clips that carry a second, weaker emotion
+    workers: parallel processes
+    task_variants: also write test_discrete.csv and test_sentiment.csv (benchmark tasks)
+    """
+
     out: Path
     num: int = 200
     seed: int = 0
     fps: int = 8
     seconds: float = 3.0
     size: int = 224
-    sample_rate: int = 22050  # stored rate; the pack job resamples to the model's rate, as for real clips
+    sample_rate: int = 22050
     label_noise: float = 0.25
     fine_fraction: float = 0.15
-    val_fraction: float = 0.2  # share of the fine clips held out as the validation split
+    val_fraction: float = 0.2
     test_fraction: float = 0.15
-    mixed_fraction: float = 0.15  # samples that carry a second, weaker emotion
+    mixed_fraction: float = 0.15
     workers: int = 1
-    task_variants: bool = False  # also write test_discrete.csv and test_sentiment.csv
+    task_variants: bool = False
 
     def __post_init__(self) -> None:
         if self.num < 1:

@@ -20,7 +20,7 @@ import torch
 
 from affectgpt.eval.extract import LexiconExtractor
 from affectgpt.eval.generate import EvalConfig, score_descriptions
-from affectgpt.study import eval_metrics
+from affectgpt.run_metrics import eval_metrics
 from affectgpt.train import rng
 from affectgpt.train.config import EvalSection
 

@@ -9,10 +9,10 @@ import json
 import pytest
 
 from affectgpt.cli import build_parser, main
-from affectgpt.commands.labels import build_extractor
 from affectgpt.eval.extract import LexiconExtractor
 from affectgpt.eval.languages import detect
 from affectgpt.eval.lexicon import Lexicon, LexiconError, default_lexicon
+from affectgpt.eval.llm_extract import ExtractorConfig, build_extractor
 from affectgpt.eval.metrics import emer_metrics
 
 
@@ -163,9 +163,13 @@ def test_labels_cli_mixed_file_row_by_row(tmp_path, capsys):
     ],
 )
 def test_every_labelling_command_takes_lang(argv):
-    args = build_parser().parse_args([*argv, "--lang", "zh"])
-    assert build_extractor(args).lang == "zh"
-    assert build_extractor(build_parser().parse_args(argv)).lang == "auto"
+    def extractor_lang(args) -> str:  # the ExtractorConfig the command builds, from its settings flags
+        settings = {k.removeprefix("setting:"): v for k, v in vars(args).items() if k.startswith("setting:")}
+        lang = settings.get("lang", settings.get("extractor.lang"))
+        return build_extractor(ExtractorConfig(**({"lang": lang} if lang else {}))).lang
+
+    assert extractor_lang(build_parser().parse_args([*argv, "--lang", "zh"])) == "zh"
+    assert extractor_lang(build_parser().parse_args(argv)) == "auto"
 
 
 def test_score_chinese_ground_truth_against_english_predictions(tmp_path):

@@ -50,7 +50,7 @@ def describer(zoo, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def model_overrides(zoo, describer) -> list[str]:
-    """`--set` overrides of configs/prelabel-tiny.yaml that point every stage at the test models."""
+    """`key=value` overrides of configs/prelabel-tiny.yaml that point every stage at the test models."""
     return [f"visual.model={describer}", f"acoustic.model={describer}",
             f"merge.model={zoo / 'llm' / 'smollm2-135m'}"]
 

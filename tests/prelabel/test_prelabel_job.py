@@ -27,7 +27,7 @@ def submit(head, module_args: list[str], wait: bool = True) -> subprocess.Comple
 
 def prelabel_args(corpus, out: Path, overrides: list[str]) -> list[str]:
     return ["ray_jobs.prelabel", "--corpus", str(corpus.root), "--out", str(out), "--root", str(ROOT),
-            "--config", "configs/prelabel-tiny.yaml", "--set", *overrides]
+            "--config", "configs/prelabel-tiny.yaml", *overrides]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,62 @@
+"""The MLflow metric names of evaluation runs, in one place: ``affectgpt eval`` and training's validation write
+them (``eval_metrics``, ``log_evaluation``), ``affectgpt compare`` reads them (``HEADLINE``, ``eval_key``).
+
+``eval/accuracy_s``, ``eval/recall_s`` and ``eval/avg`` are emotion-wheel level 2, as the EMER papers report;
+``eval/wheel_f1`` is F_s at level 1; each has ``_lo`` / ``_hi`` 95 % bootstrap bounds, and every level's
+numbers are also kept under ``eval/<level>/<metric>``. Discrete and sentiment tasks add their own
+(``eval/hit_rate``, ``eval/weighted_f1`` ...); ``eval/primary`` is the task's primary score. Training runs
+report ``train/wall_s`` and ``train/tokens_per_s`` (``affectgpt.train``), which compare reads as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from affectgpt.tracking import Tracker, TrackingConfig
+
+HEADLINE = (("accuracy_s", "Accuracy_s"), ("recall_s", "Recall_s"), ("avg", "Avg"), ("wheel_f1", "Wheel F1"))
+TRAIN_WALL_S = "train/wall_s"
+TRAIN_TOKENS_PER_S = "train/tokens_per_s"
+TRAIN_LOSS = "train/loss"
+_ALIASES = (("accuracy_s", "level2/accuracy_s"), ("recall_s", "level2/recall_s"), ("avg", "level2/avg"),
+            ("wheel_f1", "level1/f_s"))
+_TASK_SCORES = ("primary", "hit_rate", "accuracy", "single_group_rate", "weighted_f1")
+
+
+def eval_key(name: str, bound: str = "") -> str:
+    """``eval/<name>``, or its interval bound with ``bound`` "lo" / "hi"."""
+    return f"eval/{name}_{bound}" if bound else f"eval/{name}"
+
+
+def eval_metrics(metrics: dict) -> dict[str, float]:
+    """One system's entry of ``metrics.json`` (``affectgpt eval``) -> its MLflow metrics."""
+    out: dict[str, float] = {"eval/n": float(metrics["n"])}
+    for name in _TASK_SCORES:
+        if metrics.get(name) is not None:
+            out[eval_key(name)] = float(metrics[name])
+    for level in ("level2", "level1"):
+        values = metrics.get(level) or {}
+        for name in ("accuracy_s", "recall_s", "avg", "f_s"):
+            if name in values:
+                out[eval_key(f"{level}/{name}")] = values[name]
+                lo, hi = values.get("ci95", {}).get(name, (None, None))
+                if lo is not None:
+                    out[eval_key(f"{level}/{name}", "lo")], out[eval_key(f"{level}/{name}", "hi")] = lo, hi
+    for key, source in _ALIASES:
+        for bound in ("", "lo", "hi"):
+            if eval_key(source, bound) in out:
+                out[eval_key(key, bound)] = out[eval_key(source, bound)]
+    return out
+
+
+def log_evaluation(cfg: TrackingConfig, default_dir: str | Path, metrics: dict, run_name: str,
+                   tags: dict[str, str], eval_dir: Path | None = None) -> str:
+    """Record one system's metrics as a finished MLflow run (tag ``kind=eval``), with ``metrics.json`` and
+    ``predictions.csv`` of ``eval_dir`` as artifacts; returns the run id."""
+    tracker = Tracker.open(cfg, default_dir, run_name=run_name, tags={"kind": "eval", **tags})
+    tracker.log_metrics(eval_metrics(metrics), step=0)
+    for name in ("metrics.json", "predictions.csv"):
+        if eval_dir is not None and (eval_dir / name).exists():
+            tracker.log_artifact(eval_dir / name)
+    tracker.close()
+    return tracker.run_id
