@@ -19,7 +19,7 @@ from affectgpt.config import ConfigError, add_config_arguments, config_from_args
 ROOT = Path(__file__).resolve().parents[1]
 
 # Commands whose arguments are inputs and outputs only (paths, a URL, a port), no settings dataclass.
-WITHOUT_SETTINGS = {"corpus", "ray", "shards", "zoo", "export", "serve-llm", "describe", "compare"}
+WITHOUT_SETTINGS = {"corpus", "ray", "shards", "zoo", "export", "serve-llm", "describe", "compare", "runs"}
 
 
 def _config_classes():
