@@ -42,6 +42,7 @@ from affectgpt.model.collator import AudioInputs, Collator, Sample, VideoInputs
 from affectgpt.model.config import AffectGPTConfig, ModalityConfig
 from affectgpt.model.encoders import AudioEncoder, FrozenAware, VideoEncoder, load_encoder
 from affectgpt.model.fusion import PreFusion, Projector, build_pool
+from affectgpt.model.preprocess import FramePreprocessor, audio_features
 from affectgpt.model.prompt import AUDIO_TOKEN, FUSION_TOKEN, PLACEHOLDER_TOKENS, VIDEO_TOKEN, PromptBuilder
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,13 @@ class AffectGPT(nn.Module):
             add_placeholder_tokens(tokenizer, llm)
         video = audio = image_processor = feature_extractor = None
         if cfg.video is not None:
-            video = VideoEncoder(load_encoder(cfg.video.encoder, dtype), frozen=cfg.freeze_encoders)
             image_processor = AutoImageProcessor.from_pretrained(cfg.video.encoder)
+            video = VideoEncoder(load_encoder(cfg.video.encoder, dtype), cfg.freeze_encoders,
+                                 FramePreprocessor.from_hf(image_processor))
         if cfg.audio is not None:
-            audio = AudioEncoder(load_encoder(cfg.audio.encoder, dtype), frozen=cfg.freeze_encoders)
             feature_extractor = AutoFeatureExtractor.from_pretrained(cfg.audio.encoder)
+            audio = AudioEncoder(load_encoder(cfg.audio.encoder, dtype), cfg.freeze_encoders,
+                                 audio_features(feature_extractor))
         # In eval mode, like every transformers checkpoint at load: call .train() before training.
         model = cls(cfg, llm, tokenizer, video, audio, image_processor, feature_extractor).eval()
         log.info("AffectGPT: %s LLM (%s, %s init, attention %s), video=%s, audio=%s, %s",
@@ -205,27 +208,26 @@ class AffectGPT(nn.Module):
             max_subtitle_tokens=cfg.max_subtitle_tokens, max_description_tokens=cfg.max_description_tokens,
             chat_template=cfg.chat_template,
         )
-        video = VideoInputs(self.image_processor, cfg.num_frames, cfg.frame_size) if cfg.video else None
-        audio = None
-        if cfg.audio:
-            audio = AudioInputs(self.feature_extractor, cfg.sample_rate, int(cfg.max_audio_seconds * cfg.sample_rate))
+        video = VideoInputs(cfg.num_frames, cfg.frame_size) if cfg.video else None
+        audio = AudioInputs(cfg.sample_rate, int(cfg.max_audio_seconds * cfg.sample_rate)) if cfg.audio else None
         return Collator(prompt, video, audio, train=train, packed=packed)
 
-    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
-              has_video: torch.Tensor | None = None, audio_values: torch.Tensor | None = None,
-              audio_attention_mask: torch.Tensor | None = None, has_audio: torch.Tensor | None = None) -> torch.Tensor:
-        """Token embeddings with every placeholder slot replaced by its modality's feature vector."""
+    def embed(self, input_ids: torch.Tensor, frames: torch.Tensor | None = None,
+              has_video: torch.Tensor | None = None, audio: torch.Tensor | None = None,
+              audio_lengths: torch.Tensor | None = None, has_audio: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with every placeholder slot replaced by its modality's feature vector. The raw
+        frames and waveforms of ``collator()`` become encoder inputs here, on the model's device."""
         embeds = self.llm.get_input_embeddings()(input_ids)
         streams: dict[str, torch.Tensor] = {}
         if self.video is not None:
-            if pixel_values is None or has_video is None:
-                raise ValueError("this model has a video encoder: the batch needs pixel_values and has_video")
-            streams[VIDEO_TOKEN] = self.video(has_video, pixel_values=pixel_values)
+            if frames is None or has_video is None:
+                raise ValueError("this model has a video encoder: the batch needs frames and has_video")
+            streams[VIDEO_TOKEN] = self.video(has_video, frames=frames)
         if self.audio is not None:
-            if audio_values is None or has_audio is None:
-                raise ValueError("this model has an audio encoder: the batch needs audio_values and has_audio")
-            streams[AUDIO_TOKEN] = self.audio(has_audio, audio_values=audio_values,
-                                              audio_attention_mask=audio_attention_mask)
+            if audio is None or audio_lengths is None or has_audio is None:
+                raise ValueError("this model has an audio encoder: the batch needs audio, audio_lengths and "
+                                 "has_audio")
+            streams[AUDIO_TOKEN] = self.audio(has_audio, audio=audio, audio_lengths=audio_lengths)
         if self.pre_fusion is not None:
             streams[FUSION_TOKEN] = self.pre_fusion(streams[VIDEO_TOKEN], streams[AUDIO_TOKEN])
         for token, feats in streams.items():
@@ -239,15 +241,15 @@ class AffectGPT(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-                pixel_values: torch.Tensor | None = None, has_video: torch.Tensor | None = None,
-                audio_values: torch.Tensor | None = None, audio_attention_mask: torch.Tensor | None = None,
+                frames: torch.Tensor | None = None, has_video: torch.Tensor | None = None,
+                audio: torch.Tensor | None = None, audio_lengths: torch.Tensor | None = None,
                 has_audio: torch.Tensor | None = None, **llm_kwargs: Any):
         """Returns the LLM's output (``.loss`` = mean over description tokens when ``labels`` are given).
 
         ``use_cache=False`` matters beyond memory: transformers only detects packed rows from restarting
         ``position_ids`` (and builds the block-diagonal mask) when there is no cache.
         """
-        embeds = self.embed(input_ids, pixel_values, has_video, audio_values, audio_attention_mask, has_audio)
+        embeds = self.embed(input_ids, frames, has_video, audio, audio_lengths, has_audio)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                         labels=labels, use_cache=False, **llm_kwargs)
 

@@ -6,10 +6,13 @@ Three layouts:
   restarting ``position_ids`` tell every attention backend where sequences begin (FlashAttention-2 turns them
   into cu_seqlens, SDPA/eager into a block-diagonal causal mask), so packed loss equals padded loss;
 - generation: prompt only, ``input_ids``, ``attention_mask`` ``[B, L]``, left padding.
-Modality inputs are per sample either way: ``pixel_values [B, T, 3, H, W]`` + ``has_video [B]``;
-``audio_values`` (+ ``audio_attention_mask``) + ``has_audio [B]``.
+Modality inputs are per sample either way, as the shards hold them: ``frames`` uint8 ``[B, T, H, W, 3]`` +
+``has_video [B]``; ``audio`` float32 ``[B, N]`` (16 kHz, zero-padded to the longest clip) + ``audio_lengths [B]``
++ ``has_audio [B]``. The model turns them into its encoders' inputs on its own device, in one batched call
+each (``affectgpt.model.preprocess``): the collator only tokenises and stacks, so DataLoader workers spend their
+time decoding and the batches they send are the compact uint8 frames.
 
-The collator is a plain dataclass of a tokenizer and two HF processors, so DataLoader workers can pickle it.
+The collator is a plain dataclass of a tokenizer and a few sizes, so DataLoader workers can pickle it.
 """
 
 from __future__ import annotations
@@ -28,34 +31,33 @@ Sample = Mapping[str, Any]
 
 @dataclass
 class VideoInputs:
-    processor: Any  # an HF image processor (resize, crop, normalise as the vision tower was trained)
     num_frames: int
-    frame_size: int
+    frame_size: int  # of the stand-in frames for a batch where no sample has video
 
     def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-        present, frames = [], []
+        clips = []
         for s in samples:
             clip = np.asarray(s["frames"])
-            if clip.ndim != 4 or clip.shape[-1] != 3:
-                raise ValueError(f"{s.get('name', '?')}: frames must be uint8 [T, H, W, 3], got shape {clip.shape}")
-            present.append(len(clip) > 0)
-            if len(clip) == 0:
-                # No frames: the model substitutes its learned "missing video" tokens; these pixels are never used.
-                clip = np.zeros((self.num_frames, self.frame_size, self.frame_size, 3), np.uint8)
-            elif len(clip) != self.num_frames:
+            if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
+                raise ValueError(f"{s.get('name', '?')}: frames must be uint8 [T, H, W, 3], got {clip.dtype} "
+                                 f"{list(clip.shape)}")
+            if len(clip) and len(clip) != self.num_frames:
                 raise ValueError(f"{s.get('name', '?')}: {len(clip)} frames, the model expects {self.num_frames}")
-            frames.extend(clip)
-        pixels = self.processor(images=frames, return_tensors="pt", input_data_format="channels_last")
-        pixels = pixels["pixel_values"]
-        return {
-            "pixel_values": pixels.view(len(samples), self.num_frames, *pixels.shape[1:]),
-            "has_video": torch.tensor(present),
-        }
+            clips.append(clip)
+        shape = next((c.shape for c in clips if len(c)), (self.num_frames, self.frame_size, self.frame_size, 3))
+        # No frames: the model substitutes its learned "missing video" tokens; these zero pixels are never used.
+        frames = np.zeros((len(samples), *shape), np.uint8)
+        for i, (s, clip) in enumerate(zip(samples, clips)):
+            if len(clip):
+                if clip.shape != shape:
+                    raise ValueError(f"{s.get('name', '?')}: frames {list(clip.shape)} differ from the batch's "
+                                     f"{list(shape)} (pack every split with the same --size)")
+                frames[i] = clip
+        return {"frames": torch.from_numpy(frames), "has_video": torch.tensor([len(c) > 0 for c in clips])}
 
 
 @dataclass
 class AudioInputs:
-    extractor: Any  # an HF feature extractor (Whisper log-mel, or wav2vec2-style normalised waveform)
     sample_rate: int
     max_samples: int
 
@@ -67,14 +69,11 @@ class AudioInputs:
             present.append(ok)
             # No audio: a short silence keeps the batch rectangular; the model substitutes "missing audio" tokens.
             waves.append(wave if ok else np.zeros(self.sample_rate // 10, np.float32))
-        # Whisper-style extractors pad every clip to their fixed window (the encoder requires it); others pad
-        # to the longest clip and say which samples are real with an attention mask.
-        padding = {} if hasattr(self.extractor, "n_samples") else {"padding": "longest"}
-        feats = self.extractor(waves, sampling_rate=self.sample_rate, return_tensors="pt", **padding)
-        out = {"audio_values": feats[self.extractor.model_input_names[0]], "has_audio": torch.tensor(present)}
-        if "attention_mask" in feats:
-            out["audio_attention_mask"] = feats["attention_mask"]
-        return out
+        audio = np.zeros((len(waves), max(len(w) for w in waves)), np.float32)
+        for i, wave in enumerate(waves):
+            audio[i, : len(wave)] = wave
+        return {"audio": torch.from_numpy(audio), "audio_lengths": torch.tensor([len(w) for w in waves]),
+                "has_audio": torch.tensor(present)}
 
 
 @dataclass

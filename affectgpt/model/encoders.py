@@ -21,6 +21,8 @@ from torch import nn
 from transformers import AutoConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
+from affectgpt.model.preprocess import FramePreprocessor, LogMelFeatures, WaveformFeatures
+
 
 def load_encoder(path: str | Path, dtype: torch.dtype = torch.float32, weights: bool = True) -> PreTrainedModel:
     """The encoder of ``path``; ``weights=False`` builds it from ``config.json`` alone (randomly initialised,
@@ -86,28 +88,36 @@ class FrozenAware(nn.Module):
 
 
 class VideoEncoder(FrozenAware):
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """``pixel_values [B, T, 3, H, W]`` -> tokens ``[B, T, P, D]``; every frame is encoded independently."""
-        b, t = pixel_values.shape[:2]
+    def __init__(self, model: PreTrainedModel, frozen: bool, preprocess: FramePreprocessor):
+        super().__init__(model, frozen)
+        self.preprocess = preprocess
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """uint8 ``frames [B, T, H, W, 3]`` -> tokens ``[B, T, P, D]``; every frame is encoded independently."""
+        b, t = frames.shape[:2]
         with self.grad_context():
-            # Collators make float32; the encoder may run in bf16 (dtype: bfloat16, or DeepSpeed's bf16 cast).
-            tokens = self.model(pixel_values=pixel_values.flatten(0, 1).to(self.model.dtype)).last_hidden_state
+            # The encoder may run in bf16 (dtype: bfloat16, or DeepSpeed's bf16 cast): pixels in its dtype.
+            pixel_values = self.preprocess(frames.flatten(0, 1), self.model.dtype)
+            tokens = self.model(pixel_values=pixel_values).last_hidden_state
         return tokens.unflatten(0, (b, t)), None
 
 
 class AudioEncoder(FrozenAware):
-    def forward(
-        self, audio_values: torch.Tensor, audio_attention_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Feature-extractor output (Whisper log-mel or raw waveform) -> tokens ``[B, 1, S, D]``, mask."""
-        kwargs = {self.model.main_input_name: audio_values.to(self.model.dtype)}
-        if audio_attention_mask is not None:
-            kwargs["attention_mask"] = audio_attention_mask
+    def __init__(self, model: PreTrainedModel, frozen: bool, features: LogMelFeatures | WaveformFeatures):
+        super().__init__(model, frozen)
+        self.features = features
+
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Waveforms ``[B, N]`` (+ lengths) -> tokens ``[B, 1, S, D]``, mask (Whisper log-mel or the waveform)."""
         with self.grad_context():
+            values, sample_mask = self.features(audio, audio_lengths)
+            kwargs = {self.model.main_input_name: values.to(self.model.dtype)}
+            if sample_mask is not None:
+                kwargs["attention_mask"] = sample_mask
             tokens = self.model(**kwargs).last_hidden_state
         mask = None
-        if audio_attention_mask is not None:
+        if sample_mask is not None:
             # wav2vec2-style encoders downsample the waveform: map the sample mask onto output frames.
-            mask = self.model._get_feature_vector_attention_mask(tokens.shape[1], audio_attention_mask).bool()
+            mask = self.model._get_feature_vector_attention_mask(tokens.shape[1], sample_mask).bool()
             mask = mask[:, None, :]
         return tokens[:, None], mask

@@ -94,7 +94,7 @@ def test_missing_audio_uses_learned_tokens_not_the_waveform(make_config, samples
     inputs = collate(batch)
     assert not inputs["has_audio"].any()
     loss = model(**inputs).loss
-    inputs["audio_values"] = torch.randn_like(inputs["audio_values"])  # whatever stands in for no audio
+    inputs["audio"] = torch.randn_like(inputs["audio"])  # whatever stands in for no audio
     torch.testing.assert_close(model(**inputs).loss, loss)
     inputs["has_audio"][:] = True  # the same tensors read as real audio change the prediction
     assert not torch.allclose(model(**inputs).loss, loss)
@@ -126,7 +126,7 @@ def test_fusion_and_encoder_kinds(fusion, video_encoder, audio_encoder, make_con
 def test_single_modality_and_pre_fusion(make_config, samples):
     video_only = build(make_config(audio=False))
     batch = video_only.collator()(samples(2))
-    assert "audio_values" not in batch
+    assert "audio" not in batch and "audio_lengths" not in batch
     assert (batch["input_ids"] == video_only.token_ids[AUDIO_TOKEN]).sum() == 0
     assert torch.isfinite(video_only(**batch).loss)
 
@@ -196,8 +196,8 @@ def test_wrong_batch_is_a_clear_error(make_config, samples):
     batch["input_ids"][batch["input_ids"] == model.token_ids[VIDEO_TOKEN]] = 0
     with pytest.raises(ValueError, match="slots"):
         model(**batch)
-    del batch["pixel_values"]
-    with pytest.raises(ValueError, match="pixel_values"):
+    del batch["frames"]
+    with pytest.raises(ValueError, match="frames"):
         model(**batch)
 
 

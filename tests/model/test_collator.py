@@ -47,9 +47,11 @@ def test_placeholder_counts_and_modality_tensors(model, samples):
     batch = model.collator()(samples(2))
     assert ((batch["input_ids"] == model.token_ids[VIDEO_TOKEN]).sum(1) == 5).all()
     assert ((batch["input_ids"] == model.token_ids[AUDIO_TOKEN]).sum(1) == 2).all()
-    assert batch["pixel_values"].shape == (2, 4, 3, 32, 32)
+    # Raw frames and waveforms, as the shards hold them: the model's preprocessing makes the encoder inputs.
+    assert batch["frames"].dtype == torch.uint8 and batch["frames"].shape == (2, 4, 24, 24, 3)
     assert batch["has_video"].tolist() == [True, True] and batch["has_audio"].tolist() == [True, True]
-    assert batch["audio_attention_mask"].shape == batch["audio_values"].shape
+    assert batch["audio"].dtype == torch.float32 and batch["audio"].shape == (2, 16000)
+    assert batch["audio_lengths"].tolist() == [16000, 16000]
 
 
 def test_subtitle_cannot_inject_placeholders(model, samples):
