@@ -100,7 +100,7 @@ class FramePreprocessor:
         """Pillow resizes uint8 images with an antialiased filter, the width first, then the height, rounding to
         uint8 after each pass. On CPU torch's uint8 kernel does the same (10x faster than float here) and lands
         within one level of Pillow; other devices have no uint8 kernel, so the two passes run in float32 and
-        round as Pillow does."""
+        round as Pillow does (``tests/model/test_preprocess.py`` states both tolerances)."""
         if x.device.type == "cpu":
             return F.interpolate(x.contiguous(memory_format=torch.channels_last), size=size, mode=self.resample,
                                  antialias=True)
