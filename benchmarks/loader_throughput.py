@@ -1,133 +1,269 @@
-"""Loader throughput and storage cost: shards vs decoding the source mp4s, JPEG vs raw frames.
+"""Model-ready samples per second on the path training takes, against today's collator and the mp4 files.
 
-  .venv/bin/python benchmarks/loader_throughput.py [--corpus DIR] [--num 300] [--workers 2] [--epochs 5]
+  .venv/bin/python benchmarks/loader_throughput.py [--config configs/stage1.yaml] [--num 160] [--epochs 2]
+      [--world-size 2] [--train-steps 8] [--corpus DIR] [--work work/bench]
 
-Measured in this one script, on the same clips (synthesized into work/bench/ unless --corpus is given):
-  baseline   decode every mp4 with PyAV per sample (``affectgpt.media.decode_clip``), one process
-  shards     ``ShardLoader`` over the packed shards with ``--workers`` DataLoader workers, ``--epochs`` epochs
-             of the clips, each epoch's worker start-up included; then the rate once workers run (start-up
-             is paid per epoch: ~50 ms, a third of a 120-clip epoch here, nothing in a 115k-clip one)
-  format     per sample: bytes and decode time of the frames as JPEG (the schema's choice) vs raw .npy
-  storage    shard bytes per sample vs source mp4 bytes per sample
-Prints samples/s and the ratios (target: shards >= 10x the mp4 baseline), by the wall clock and per CPU-second:
-on a shared machine the wall clock measures the neighbours' load as much as the code.
+The batches are built as ``launcher/train.py`` builds them: the training config's model recipe, its
+``micro_batch_size``, its loader (``AffectGPTJob.batches``: worker count as ``data.workers`` resolves on this
+device, rank 0 of ``--world-size`` ranks) and ``model.collator(train=True)``. "Model-ready" means the encoders'
+inputs: the new path's preprocessing runs inside the model (``affectgpt.model.preprocess``), so it is run here,
+on the same CPU, and its time counted. Paths, on the same clips (synthesized into --work unless --corpus):
+
+  hf collator   the collator before the model preprocessed its inputs: the HF image processor and feature
+                extractor per sample in the loader's workers (what training did before; here as the baseline)
+  shards        the shard loader + ``model.collator`` + the model's batched preprocessing, with the training
+                config's worker count, and with the other choice (0 <-> 1 worker) for comparison
+  mp4           decode each mp4 as ``affectgpt describe`` does (``clip_sample``), then the same collator and
+                preprocessing: the same batches without shards
+
+Then where the CPU time of one sample goes, stage by stage, and the training step's own rate (forward,
+backward, AdamW, one process) for the config's recipe and SmolLM2-135M, to show which side is the bottleneck.
+Rates are by the wall clock and per CPU-second (this process and its loader workers); on a shared machine the
+wall clock measures the neighbours' load as much as the code, so the ratios use CPU-seconds. Torch runs
+``cores / world size`` threads, as each rank of a training job on this machine would.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import os
 import resource
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import simplejpeg
+import torch
 
+from affectgpt.config import load_config
 from affectgpt.corpus import scan_csv
-from affectgpt.media import decode_clip
-from affectgpt.packing import pack_split
+from affectgpt.model import AffectGPT, AffectGPTConfig
+from affectgpt.model.collator import Collator
+from affectgpt.packing import clip_sample, pack_split
 from affectgpt.synth.corpus_writer import SynthConfig, write_corpus
-from shards.loader import ShardLoader
-from shards.schema import PackConfig, decode_sample, encode_sample
+from affectgpt.train.components import AffectGPTJob, loader_workers, model_config
+from affectgpt.train.config import TrainConfig
+from shards.index import read_index
+from shards.loader import _read_shard
+from shards.schema import PackConfig, decode_sample
 
 log = logging.getLogger("loader_throughput")
+SMOLLM2 = Path("configs/models/smollm2-135m.yaml")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, default=Path("configs/stage1.yaml"), help="training config")
     p.add_argument("--corpus", type=Path, help="existing corpus (default: synthesize one)")
-    p.add_argument("--num", type=int, default=300, help="clips to synthesize (default: 300)")
-    p.add_argument("--workers", type=int, default=2, help="loader workers (default: 2)")
-    p.add_argument("--epochs", type=int, default=5, help="loader epochs to time (default: 5)")
+    p.add_argument("--num", type=int, default=160, help="clips to synthesize (default: 160)")
+    p.add_argument("--epochs", type=int, default=2, help="loader epochs per shard path (default: 2)")
+    p.add_argument("--world-size", type=int, default=2, help="training ranks; rank 0 is measured (default: 2)")
+    p.add_argument("--train-steps", type=int, default=8, help="timed training steps per recipe (default: 8)")
     p.add_argument("--work", type=Path, default=Path("work/bench"), help="scratch dir (default: work/bench)")
     args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(max(1, os.cpu_count() // args.world_size))
 
     corpus = args.corpus or args.work / f"corpus-{args.num}"
-    if args.corpus is None:
+    if args.corpus is None and not (corpus / "coarse.csv").is_file():
         write_corpus(SynthConfig(out=corpus, num=args.num, fine_fraction=0, test_fraction=0, workers=2))
     records, _ = scan_csv(corpus / "coarse.csv", corpus)
-    cfg = PackConfig(samples_per_shard=32)
-    out = str((args.work / f"shards-{corpus.name}").resolve())
-    index = pack_split(corpus, "coarse", out, cfg, progress=False).index
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {len(records)} clips, "
-          f"{cfg.frames} frames of {cfg.size}x{cfg.size}")
+    cfg = load_config(TrainConfig, args.config)
+    model = AffectGPT.from_config(model_config(cfg))
+    size = model.config.frame_size
+    # The shards as the demo packs them (at the recipe's frame size), and at 224 px as they were packed before.
+    shards = {px: _pack(corpus, args.work / f"shards-{corpus.name}-{px}px", px) for px in sorted({size, 224})}
+    cfg = replace(cfg, data=replace(cfg.data, shards=shards[size]))
+    workers = loader_workers(cfg.data.workers, on_cuda=False)
+    prepare_inputs = _Preprocess(model)
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
+          f"{len(records)} clips; {args.config}: {cfg.model.recipe}, micro batch {cfg.micro_batch_size}, "
+          f"data.workers={cfg.data.workers} (-> {workers} here), rank 0 of {args.world_size}")
 
-    clock = _Clock()
+    def shard_path(n_workers: int, collate: Callable | None = None, px: int = size) -> Iterable[Any]:
+        """Epochs of the training loader (``AffectGPTJob.batches``) with this many workers over the shards of
+        ``px`` pixels; ``collate`` replaces the model's collator."""
+        data = replace(cfg.data, workers=n_workers, shards=shards[px])
+        loader = AffectGPTJob(replace(cfg, data=data)).batches(model, rank=0, world_size=args.world_size)
+        loader.collate_fn = collate or loader.collate_fn
+        return (b for _ in range(args.epochs) for b in loader)
+
+    hf = HFCollator(model.collator(train=True), model.image_processor, model.feature_extractor)
+    new = {n: _measure(shard_path(n), prepare_inputs) for n in sorted({0, 1, workers})}
+    rows = {
+        "before: hf collator, 224 px, 1 worker (stage1.yaml's)": _measure(shard_path(1, hf, 224), None),
+        "before: hf collator, 224 px, 0 workers": _measure(shard_path(0, hf, 224), None),
+        **{f"shards, {size} px, {n} worker(s){' (data.workers=auto)' if n == workers else ''}": rate
+           for n, rate in new.items()},
+        "shards, 224 px (resized in the model), 0 workers": _measure(shard_path(0, None, 224), prepare_inputs),
+        f"hf collator, {size} px, 0 workers": _measure(shard_path(0, hf), None),
+        f"mp4 decode ({size} px), 1 process": _measure(_mp4_batches(records, model, cfg.micro_batch_size),
+                                                       prepare_inputs),
+    }
+    # Today's path at its better worker count; the new path at its better one (the default where they agree).
+    before = max((v for k, v in rows.items() if k.startswith("before")), key=lambda r: r.cpu)
+    mp4 = rows[f"mp4 decode ({size} px), 1 process"]
+    print("\nmodel-ready samples (encoder inputs), rank 0:  samples/s wall | per CPU-s | x before | x mp4 "
+          "(ratios per CPU-s)")
+    for name, rate in rows.items():
+        print(f"  {name:<52} {rate.wall:7.1f} | {rate.cpu:7.1f} | {rate.cpu / before.cpu:5.2f}x | "
+              f"{rate.cpu / mp4.cpu:5.2f}x")
+    best = max((v for k, v in rows.items() if k.startswith(f"shards, {size} px")), key=lambda r: r.cpu)
+    print(f"new path vs before: {best.cpu / before.cpu:.1f}x per CPU-s (target >= 5x); "
+          f"vs mp4 -> the same batch: {best.cpu / mp4.cpu:.1f}x (target >= 10x)")
+
+    print("\nwhere the CPU time of one sample goes (ms, one process):")
+    stages = {}
+    for px in sorted(shards, reverse=True):
+        stages.update({f"{name} [{px} px]": ms for name, ms in _stages(shards[px], model, hf,
+                                                                     cfg.micro_batch_size).items()})
+    stages["mp4 decode (PyAV, clip_sample)"] = _mp4_ms(records[:40], model)
+    stages["worker transport (1 worker minus 0, per sample)"] = 1e3 / new[1].cpu - 1e3 / new[0].cpu
+    for name, ms in stages.items():
+        print(f"  {name:<52} {ms:7.3f}")
+
+    print("\ntraining step consumption (forward + backward + AdamW, one process, fp32, micro batch "
+          f"{cfg.micro_batch_size}):")
+    samples = [b for _, b in zip(range(args.train_steps + 2), shard_path(0, list), strict=False)]
+    for recipe, trained in ((cfg.model.recipe, model), (SMOLLM2, None)):
+        trained = trained or AffectGPT.from_config(load_config(AffectGPTConfig, recipe))
+        step = _train_rate(trained, [trained.collator(train=True)(s) for s in samples])
+        side = "the model" if step < best.wall else "the loader"
+        print(f"  {recipe}: {step:7.1f} samples/s per rank; the loader delivers {best.wall:.1f}/s by the wall "
+              f"clock ({best.cpu:.1f} per CPU-s): {side} is the bottleneck")
+
+
+@dataclass
+class HFCollator:
+    """The collator as it was before the model preprocessed its inputs: the HF processors, sample by sample."""
+
+    text: Collator
+    processor: Any
+    extractor: Any
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.text.text(samples)
+        frames = [frame for s in samples for frame in s["frames"]]
+        pixels = self.processor(images=frames, return_tensors="pt", input_data_format="channels_last")
+        batch["pixel_values"] = pixels["pixel_values"].unflatten(0, (len(samples), -1))
+        waves = [np.asarray(s["audio"], np.float32)[: self.text.audio.max_samples] for s in samples]
+        padding = {} if hasattr(self.extractor, "n_samples") else {"padding": "longest"}
+        feats = self.extractor(waves, sampling_rate=self.text.audio.sample_rate, return_tensors="pt", **padding)
+        batch["audio_values"] = feats[self.extractor.model_input_names[0]]
+        batch["has_video"] = torch.tensor([len(s["frames"]) > 0 for s in samples])
+        batch["has_audio"] = torch.tensor([bool(s["has_audio"]) for s in samples])
+        return batch
+
+
+class _Preprocess:
+    """The model's own preprocessing of a collated batch (what ``AffectGPT.embed`` runs before the encoders)."""
+
+    def __init__(self, model: AffectGPT):
+        self.video, self.audio = model.video.encoder, model.audio.encoder
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> None:
+        self.video.preprocess(batch["frames"])
+        self.audio.features(batch["audio"], batch["audio_lengths"])
+
+
+@dataclass(frozen=True)
+class _Rate:
+    wall: float
+    cpu: float
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (finished DataLoader workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _measure(batches: Iterable[dict[str, torch.Tensor]], prepare: Callable | None) -> _Rate:
+    wall, cpu, count = time.perf_counter(), _cpu(), 0
+    for batch in batches:
+        if prepare is not None:
+            prepare(batch)
+        count += len(batch["has_video"])
+    return _Rate(count / (time.perf_counter() - wall), count / (_cpu() - cpu))
+
+
+def _mp4_batches(records, model: AffectGPT, batch_size: int) -> Iterable[dict[str, torch.Tensor]]:
+    collate = model.collator(train=True)
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        samples = [{**clip_sample(r.video, model.config, r.subtitle), "description": r.description} for r in chunk]
+        yield collate(samples)
+
+
+def _stages(shards: Path, model: AffectGPT, hf: HFCollator, batch_size: int) -> dict[str, float]:
+    """CPU milliseconds per sample of each stage, timed alone over every sample of the shards."""
+    config = read_index(str(shards)).config
+    timings: dict[str, float] = {}
+
+    def timed(name: str, work: Callable[[], Any], count: int) -> Any:
+        start = time.process_time()
+        out = work()
+        timings[name] = (time.process_time() - start) * 1e3 / count
+        return out
+
+    urls = sorted(str(p) for p in shards.glob("*.tar"))
+    raw = [s for u in urls for s in _read_shard(u)]
+    n = len(raw)
+    timed("read tar members", lambda: [s for u in urls for s in _read_shard(u)], n)
+    members = [{k: v for k, v in s.items() if not k.startswith("__")} for s in raw]
+    samples = timed("decode a sample (schema: JSON, JPEG, audio)", lambda: [
+        decode_sample(m, config, "x") for m in members], n)
+    timed("  of which the JPEG filmstrip", lambda: [simplejpeg.decode_jpeg(m["frames.jpg"], "RGB") for m in members], n)
+    groups = [samples[i : i + batch_size] for i in range(0, n, batch_size)]
+    collate = model.collator(train=True)
+    timed("tokenise (collator text)", lambda: [collate.text(g) for g in groups], n)
+    batches = timed("stack frames + pad audio (collator)", lambda: [
+        {**collate.video(g), **collate.audio(g)} for g in groups], n)
+    video, audio = model.video.encoder, model.audio.encoder
+    timed("frame preprocessing (model, batched)", lambda: [video.preprocess(b["frames"]) for b in batches], n)
+    timed("audio features (model, batched)", lambda: [audio.features(b["audio"], b["audio_lengths"])
+                                                       for b in batches], n)
+    timed("before: HF image processor (per frame)", lambda: [hf.processor(
+        images=[f for s in g for f in s["frames"]], return_tensors="pt", input_data_format="channels_last")
+        for g in groups], n)
+    timed("before: HF feature extractor (per clip)", lambda: [hf(g) for g in groups], n)
+    timings["before: HF feature extractor (per clip)"] -= timings["before: HF image processor (per frame)"] + \
+        timings["tokenise (collator text)"]
+    return timings
+
+
+def _mp4_ms(records, model: AffectGPT) -> float:
+    start = time.process_time()
     for record in records:
-        decode_clip(record.video, cfg.frames, cfg.size, cfg.sample_rate, cfg.max_audio_seconds)
-    mp4_wall, mp4_cpu = clock.rates(len(records))
-
-    loader = ShardLoader(out, batch_size=8, num_workers=args.workers, resampled=False)
-    clock = _Clock()
-    count, first_batch, running, running_count = 0, [], 0.0, 0
-    for _ in range(args.epochs):  # every epoch starts its workers, and that time counts
-        start = time.perf_counter()
-        for i, batch in enumerate(loader):
-            if i == 0:
-                first_batch.append(time.perf_counter() - start)
-            else:
-                running_count += len(batch)
-            count += len(batch)
-        running += time.perf_counter() - start - first_batch[-1]
-    shard_wall, shard_cpu = clock.rates(count)
-    print("samples/s by the wall clock, and per CPU-second (this process and its workers: the rate per core an "
-          "idle machine would give)")
-    print(f"mp4 decode (PyAV, 1 process):   {mp4_wall:7.1f} samples/s   {mp4_cpu:7.1f} per CPU-s")
-    print(f"shards ({args.workers} workers):            {shard_wall:7.1f} samples/s   {shard_cpu:7.1f} per CPU-s   "
-          f"ratio {shard_wall / mp4_wall:.1f}x wall, {shard_cpu / mp4_cpu:.1f}x per CPU-s")
-    print(f"  once running (after each epoch's first batch): {running_count / running:7.1f} samples/s   ratio "
-          f"{running_count / running / mp4_wall:.1f}x wall; first batch of each epoch after "
-          f"{', '.join(f'{t * 1e3:.0f}' for t in first_batch)} ms (worker start-up)")
-
-    jpeg, raw = _frame_formats(records[:16], cfg)
-    print(f"frames as JPEG q{cfg.jpeg_quality}: {jpeg[0] / 1e3:7.1f} KB/sample, decode {jpeg[1] * 1e3:5.2f} ms/sample")
-    print(f"frames as raw .npy: {raw[0] / 1e3:7.1f} KB/sample, decode {raw[1] * 1e3:5.2f} ms/sample   "
-          f"(raw/JPEG: {raw[0] / jpeg[0]:.1f}x bytes, {raw[1] / jpeg[1]:.2f}x decode time)")
-
-    mp4_bytes = sum(r.video.stat().st_size for r in records) / len(records)
-    shard_bytes = index.bytes / index.samples
-    print(f"bytes/sample: shards {shard_bytes / 1e3:.1f} KB vs source mp4 {mp4_bytes / 1e3:.1f} KB "
-          f"(ratio {shard_bytes / mp4_bytes:.2f}x); with raw frames shards would be "
-          f"{(shard_bytes - jpeg[0] + raw[0]) / mp4_bytes:.1f}x")
+        clip_sample(record.video, model.config)
+    return (time.process_time() - start) * 1e3 / len(records)
 
 
-class _Clock:
-    """Wall time and CPU time (this process plus reaped children, i.e. finished DataLoader workers)."""
+def _train_rate(model: AffectGPT, batches: list[dict[str, torch.Tensor]]) -> float:
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    for i, batch in enumerate(batches):
+        if i == 2:  # two warm-up steps (allocator, first-call costs)
+            start, count = time.perf_counter(), 0
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if i >= 2:
+            count += len(batch["has_video"])
+    model.eval()
+    return count / (time.perf_counter() - start)
 
-    def __init__(self):
-        self.wall, self.cpu = time.perf_counter(), self._cpu()
 
-    @staticmethod
-    def _cpu() -> float:
-        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-    def rates(self, count: int) -> tuple[float, float]:
-        return count / (time.perf_counter() - self.wall), count / (self._cpu() - self.cpu)
-
-
-def _frame_formats(records, cfg: PackConfig) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(bytes, seconds to decode) per sample for JPEG frames (via the schema) and for one raw .npy array."""
-    jpeg_bytes, jpeg_time, raw_bytes, raw_time = 0, 0.0, 0, 0.0
-    for record in records:
-        clip = decode_clip(record.video, cfg.frames, cfg.size, cfg.sample_rate, cfg.max_audio_seconds)
-        fields = {"name": record.name, "subtitle": "", "description": "", "labels": [], "split": "coarse"}
-        members = encode_sample(fields, clip.frames, clip.audio, cfg)
-        jpeg_bytes += len(members["frames.jpg"])
-        start = time.perf_counter()
-        decode_sample(members, cfg, record.name)
-        jpeg_time += time.perf_counter() - start
-        buf = io.BytesIO()
-        np.save(buf, clip.frames, allow_pickle=False)
-        raw_bytes += buf.tell()
-        start = time.perf_counter()
-        np.load(io.BytesIO(buf.getvalue()), allow_pickle=False)
-        raw_time += time.perf_counter() - start
-    n = len(records)
-    return (jpeg_bytes / n, jpeg_time / n), (raw_bytes / n, raw_time / n)
+def _pack(corpus: Path, out: Path, size: int) -> Path:
+    """The coarse split packed as the pack job packs it (``--size``, 32 samples per shard)."""
+    out = out.resolve()
+    if not (out / "index.json").is_file():
+        pack_split(corpus, "coarse", str(out), PackConfig(size=size, samples_per_shard=32), progress=False)
+    return out
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ trap '$AG ray down --dir "$OUT/ray" >/dev/null 2>&1 || true' EXIT
 ADDRESS=$($BIN/python -c "import json,sys; print(json.load(open(sys.argv[1]))['dashboard_url'])" "$OUT/ray/head.json")
 for split in coarse fine val test test_discrete test_sentiment; do
   $BIN/ray job submit --address "$ADDRESS" --working-dir . -- \
-    python -m ray_jobs.pack --corpus "$OUT/corpus" --split "$split" --out "$OUT/shards/$split" --samples-per-shard 64
+    python -m ray_jobs.pack --corpus "$OUT/corpus" --split "$split" --out "$OUT/shards/$split" --samples-per-shard 64 \
+    --size 32  # frames at the tiny vision towers' input size (configs/models/*-tiny.yaml frame_size)
   $AG shards verify "$OUT/shards/$split"
 done
 $AG ray down --dir "$OUT/ray"

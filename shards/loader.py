@@ -44,10 +44,10 @@ workers that way at exit, torch when it shuts a loader down) ends a worker at on
 never waits for its workers; and workers exit when the training process dies.
 
 
-Workers decode into shared memory that they reuse (``shards.transport``), and the arrays a caller receives are
-its own: keeping a batch is always safe. That memory is ``num_workers x 3`` batches at the pack config's
-maximum sizes (8 frames of 224 px with 10 s of audio: 14.7 MB per batch of 8), in ``/dev/shm`` like every
-DataLoader tensor; containers need ``--shm-size`` or ``--ipc=host`` to allow it.
+With workers, batches travel as torch's DataLoader moves tensors (shared memory, in ``/dev/shm``: containers
+need ``--shm-size`` or ``--ipc=host``), so ``collate_fn`` should return tensors; the training collator's are
+compact (uint8 frames, raw waveforms). ``pin_memory`` (for CUDA) pins them in the main process. Every batch
+belongs to the caller: keeping one is always safe.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ import numpy as np
 import torch
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from shards import storage, transport
+from shards import storage
 from shards.index import read_index
-from shards.schema import Allocate, CorruptSampleError, decode_sample
+from shards.schema import CorruptSampleError, decode_sample
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ class ShardLoader:
         seed: with the epoch, decides every shuffle.
         collate_fn: ``list[Sample] -> batch``, run in the workers; default: the list itself.
         resampled: True for equal batch counts on every rank (training), False for exactly-once epochs.
-        pin_memory: passed to the torch DataLoader (for tensors made by ``collate_fn``).
+        pin_memory: pin the tensors ``collate_fn`` makes in page-locked memory (for fast, asynchronous copies to
+            a CUDA device); needs workers.
         on_corrupt: ``fail`` raises on a corrupt or lost sample, ``skip`` replaces it (module docstring).
     """
 
@@ -158,7 +159,6 @@ class ShardLoader:
         self.dealing = Dealing(tuple(self.counts), world_size, self.readers, batch_size, seed, resampled)
         self.epoch = 0
         self.position = 0  # reader items (batches or empty placeholders) handed out in this epoch
-        self._spare_rings: list[transport.SlotRing] = []  # shared memory of a finished epoch's workers
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning."""
@@ -169,38 +169,22 @@ class ShardLoader:
         return sum(self._plan(self.epoch, worker).batches for worker in range(self.readers))
 
     def __iter__(self) -> Iterator[Any]:
-        rings: list[transport.SlotRing] = []
+        stream = _EpochStream(self, self.epoch, self.position)
         if self.num_workers == 0:
-            items = iter(_EpochStream(self, self.epoch, self.position, rings))
+            items = iter(stream)
         else:
-            context = torch.multiprocessing.get_context()
-            # Taken, not shared: an iteration abandoned half-way may leave workers writing into its rings.
-            rings, self._spare_rings = self._spare_rings, []
-            for ring in rings:
-                ring.reset()
-            if not rings:
-                rings = [transport.SlotRing(w, PREFETCH + 1, self._batch_bytes(), context)
-                         for w in range(self.num_workers)]
             items = iter(torch.utils.data.DataLoader(
-                _EpochStream(self, self.epoch, self.position, rings), batch_size=None,
-                num_workers=self.num_workers, prefetch_factor=PREFETCH, collate_fn=_identity,
-                pin_memory=self.pin_memory, worker_init_fn=functools.partial(_sigterm_only_from, os.getpid()),
-                multiprocessing_context=context,
+                stream, batch_size=None, num_workers=self.num_workers, prefetch_factor=PREFETCH,
+                collate_fn=_identity, pin_memory=self.pin_memory,
+                worker_init_fn=functools.partial(_sigterm_only_from, os.getpid()),
             ))
         for item in items:
             self.position += 1
             if item is not None:
                 batch, skipped = item
                 self.skipped += skipped
-                yield transport.unpack(batch, rings)
+                yield batch
         self.epoch, self.position = self.epoch + 1, 0
-        self._spare_rings = rings  # the DataLoader has joined its workers: the next epoch may reuse them
-
-    def _batch_bytes(self) -> int:
-        """Room for one batch of decoded samples (frames and float32 audio at their maximum sizes)."""
-        cfg = self.config
-        frames = transport.aligned(cfg.frames * cfg.size * cfg.size * 3)
-        return self.batch_size * (frames + transport.aligned(4 * cfg.max_audio_samples))
 
     def state_dict(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "epoch": self.epoch, "position": self.position, **self._identity()}
@@ -300,8 +284,8 @@ class _EpochStream(torch.utils.data.IterableDataset):
     position ``p``, DataLoader worker ``i`` plays reader ``(i + p) % W``, so the first item delivered is item p.
     """
 
-    def __init__(self, loader: ShardLoader, epoch: int, position: int, rings: list[transport.SlotRing]):
-        self.loader, self.epoch, self.position, self.rings = loader, epoch, position, rings
+    def __init__(self, loader: ShardLoader, epoch: int, position: int):
+        self.loader, self.epoch, self.position = loader, epoch, position
 
     def __iter__(self) -> Iterator[Any]:
         info = torch.utils.data.get_worker_info()
@@ -312,30 +296,25 @@ class _EpochStream(torch.utils.data.IterableDataset):
         plan = plans[reader]
         # Items of this reader already handed out: those with j * W + reader < position.
         done = max(0, -(-(self.position - reader) // readers))
-        ring = self.rings[info.id] if info else None
-        allocate: Allocate = np.empty
         batch: list[dict[str, Any]] = []
         skipped: list[str] = []
         skip = min(done, plan.batches) * self.loader.batch_size
         for candidates in plan.members_from(self.loader.urls, skip, self.loader.on_corrupt):
-            if ring and not batch:
-                allocate = ring.arena()
-            batch.append(self._decode(candidates, allocate, skipped))
+            batch.append(self._decode(candidates, skipped))
             if len(batch) == self.loader.batch_size:
-                yield self._item(batch, ring), skipped
+                yield self.loader.collate_fn(batch), skipped
                 batch, skipped = [], []
         if batch:
-            yield self._item(batch, ring), skipped
+            yield self.loader.collate_fn(batch), skipped
         for _ in range(items - max(done, plan.batches)):
             yield None
 
-    def _decode(self, candidates: Iterator[tuple[dict[str, bytes], str]], allocate: Allocate,
-                skipped: list[str]) -> dict[str, Any]:
+    def _decode(self, candidates: Iterator[tuple[dict[str, bytes], str]], skipped: list[str]) -> dict[str, Any]:
         """The first candidate that is intact; with on_corrupt=fail, only the first. Only the planned sample
         counts as skipped: a corrupt stand-in is counted when its own turn comes."""
         for n, (members, where) in enumerate(candidates):
             try:
-                return decode_sample(members, self.loader.config, where, allocate)
+                return decode_sample(members, self.loader.config, where)
             except CorruptSampleError as e:
                 if self.loader.on_corrupt == "fail":
                     raise
@@ -344,10 +323,6 @@ class _EpochStream(torch.utils.data.IterableDataset):
                                 e)
                     skipped.append(str(e))
         raise AssertionError("unreachable: _candidates raises when it runs out")
-
-    def _item(self, batch: list[dict[str, Any]], ring: transport.SlotRing | None) -> Any:
-        item = self.loader.collate_fn(batch)
-        return transport.pack(item, ring) if ring else item
 
 
 def _candidates(raw: list[dict[str, Any]], i: int, count: int, url: str) -> Iterator[tuple[dict[str, bytes], str]]:

@@ -32,16 +32,14 @@ codec's approximation of it).
 
 Decoding is safe for shards from anywhere: JSON, JPEG (libjpeg-turbo through simplejpeg, after its header
 says the expected size) and ``.npy`` with ``allow_pickle=False``; nothing is unpickled, and a member this
-schema does not define is an error. simplejpeg decodes straight into a buffer the caller provides (the loader
-gives it shared memory), and its pixels are identical to Pillow's (both are libjpeg-turbo with default
-settings); Pillow still encodes.
+schema does not define is an error. simplejpeg decodes (its pixels are identical to Pillow's: both are
+libjpeg-turbo with default settings); Pillow still encodes.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -54,8 +52,6 @@ from PIL import Image
 SCHEMA_VERSION = 3
 AUDIO_SCALE = 32767.0
 
-Allocate = Callable[[tuple[int, ...], np.dtype], np.ndarray]
-"""``allocate(shape, dtype)`` -> a writable array that a decoder fills (default ``np.empty``)."""
 
 
 class SchemaError(ValueError):
@@ -167,23 +163,20 @@ def encode_sample(
     return members
 
 
-def decode_sample(
-    members: dict[str, bytes], cfg: PackConfig, where: str, allocate: Allocate = np.empty
-) -> dict[str, Any]:
-    """Tar members of one sample -> the Sample dict of docs/CONTRACTS.md, its frames and audio in arrays from
-    ``allocate``, after ``check_sample``. ``where`` (shard and key) goes into every error message."""
+def decode_sample(members: dict[str, bytes], cfg: PackConfig, where: str) -> dict[str, Any]:
+    """Tar members of one sample -> the Sample dict of docs/CONTRACTS.md, after ``check_sample``. ``where``
+    (shard and key) goes into every error message."""
     check_sample(members, where)
     try:
         record = json.loads(members["json"].decode("utf-8"))
-        frames = _decode_filmstrip(members["frames.jpg"], cfg, allocate)
+        frames = _decode_filmstrip(members["frames.jpg"], cfg)
         pcm = np.load(io.BytesIO(members["audio.npy"]), allow_pickle=False)
     except (ValueError, OSError) as e:
         raise SchemaError(f"{where}: undecodable member ({type(e).__name__}: {e})") from e
     if pcm.dtype != np.dtype("<i2") or pcm.ndim != 1 or pcm.size > cfg.max_audio_samples:
         raise SchemaError(f"{where}: audio.npy is {pcm.dtype}{list(pcm.shape)}, expected int16[<= "
                           f"{cfg.max_audio_samples}]")
-    audio = allocate(pcm.shape, np.dtype(np.float32))
-    np.divide(pcm, np.float32(AUDIO_SCALE), out=audio)
+    audio = np.divide(pcm, np.float32(AUDIO_SCALE), dtype=np.float32)
     try:
         return {
             "name": str(record["name"]),
@@ -199,11 +192,9 @@ def decode_sample(
         raise SchemaError(f"{where}: json record lacks or mistypes {e}") from e
 
 
-def _decode_filmstrip(data: bytes, cfg: PackConfig, allocate: Allocate) -> np.ndarray:
+def _decode_filmstrip(data: bytes, cfg: PackConfig) -> np.ndarray:
     height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     if (width, height) != (cfg.size, cfg.frames * cfg.size) or colorspace not in ("YCbCr", "RGB"):
         raise ValueError(f"frames.jpg is {colorspace} {width}x{height}, expected colour {cfg.size}x"
                          f"{cfg.frames * cfg.size}")
-    frames = allocate((cfg.frames, cfg.size, cfg.size, 3), np.dtype(np.uint8))
-    simplejpeg.decode_jpeg(data, "RGB", buffer=frames)
-    return frames
+    return simplejpeg.decode_jpeg(data, "RGB").reshape(cfg.frames, cfg.size, cfg.size, 3)

@@ -45,13 +45,15 @@ class VideoInputs:
                 raise ValueError(f"{s.get('name', '?')}: {len(clip)} frames, the model expects {self.num_frames}")
             clips.append(clip)
         shape = next((c.shape for c in clips if len(c)), (self.num_frames, self.frame_size, self.frame_size, 3))
-        # No frames: the model substitutes its learned "missing video" tokens; these zero pixels are never used.
-        frames = np.zeros((len(samples), *shape), np.uint8)
-        for i, (s, clip) in enumerate(zip(samples, clips)):
-            if len(clip):
-                if clip.shape != shape:
-                    raise ValueError(f"{s.get('name', '?')}: frames {list(clip.shape)} differ from the batch's "
-                                     f"{list(shape)} (pack every split with the same --size)")
+        frames = np.empty((len(samples), *shape), np.uint8)
+        for i, (s, clip) in enumerate(zip(samples, clips, strict=True)):
+            if not len(clip):
+                # No frames: the model substitutes its learned "missing video" tokens; these pixels are never used.
+                frames[i] = 0
+            elif clip.shape != shape:
+                raise ValueError(f"{s.get('name', '?')}: frames {list(clip.shape)} differ from the batch's "
+                                 f"{list(shape)} (pack every split with the same --size)")
+            else:
                 frames[i] = clip
         return {"frames": torch.from_numpy(frames), "has_video": torch.tensor([len(c) > 0 for c in clips])}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,16 @@ def model_config(cfg: TrainConfig) -> AffectGPTConfig:
         return load_recipe(path, base, cfg.model.set)
     except ValueError as e:
         raise ValueError(f"{e} (with model.set {cfg.model.set})" if cfg.model.set else str(e)) from e
+
+
+def loader_workers(workers: int | str, on_cuda: bool) -> int:
+    """``data.workers``, with ``auto`` resolved for this rank's device (see ``DataSection.workers``)."""
+    if workers != "auto":
+        return int(workers)
+    if not on_cuda:
+        return 0
+    cores_per_rank = len(os.sched_getaffinity(0)) // max(1, torch.cuda.device_count())
+    return max(1, min(4, cores_per_rank - 1))
 
 
 class AffectGPTJob:
@@ -62,10 +73,11 @@ class AffectGPTJob:
     def batches(self, model: torch.nn.Module, rank: int, world_size: int):
         from shards.loader import ShardLoader
 
+        on_cuda = next(model.parameters()).device.type == "cuda"
         return ShardLoader(
             str(self.cfg.data.shards), self.cfg.micro_batch_size, rank=rank, world_size=world_size,
-            num_workers=self.cfg.data.workers, seed=self.cfg.data.seed, collate_fn=model.collator(train=True),
-            on_corrupt=self.cfg.data.on_corrupt,
+            num_workers=loader_workers(self.cfg.data.workers, on_cuda), seed=self.cfg.data.seed,
+            collate_fn=model.collator(train=True), pin_memory=on_cuda, on_corrupt=self.cfg.data.on_corrupt,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -39,14 +39,18 @@ class InitSection:
 @dataclass
 class DataSection:
     shards: Path = Path("work/shards/coarse")
-    workers: int = 1  # loader worker processes per rank
+    # Loader worker processes per rank. auto: on CUDA, workers that decode while the GPU computes (up to 4, one
+    # core per rank kept for the trainer); on CPU none, since the training step already uses the rank's cores
+    # and a worker competes with it (benchmarks/loader_throughput.py measures both). Part of the reading plan:
+    # a run resumes only with the worker count it started with.
+    workers: int | Literal["auto"] = "auto"
     seed: int = 0
     # A sample whose digest does not match, or lost to a truncated shard: fail names it and stops the run;
     # skip logs it, trains on the next intact sample of its shard instead, counts it (data/corrupt_skipped).
     on_corrupt: Literal["fail", "skip"] = "fail"
 
     def __post_init__(self) -> None:
-        if self.workers < 0:
+        if self.workers != "auto" and self.workers < 0:
             raise ValueError(f"data.workers must be >= 0, got {self.workers}")
 
 

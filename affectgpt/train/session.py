@@ -215,7 +215,9 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
             loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)
             tokens = 0.0
             for _ in range(gas):
-                batch = {k: v.to(engine.device) if torch.is_tensor(v) else v for k, v in next(it).items()}
+                # non_blocking: a pinned batch (CUDA) copies while the previous step's kernels still run.
+                batch = {k: v.to(engine.device, non_blocking=True) if torch.is_tensor(v) else v
+                         for k, v in next(it).items()}
 
                 def micro_step(batch: dict[str, Any] = batch) -> torch.Tensor:
                     loss = engine(**batch).loss
