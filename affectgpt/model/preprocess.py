@@ -143,7 +143,8 @@ class LogMelFeatures:
             wave = wave + self.dither * torch.randn_like(wave)
         window = torch.hann_window(self.n_fft, device=wave.device)
         stft = torch.stft(wave, self.n_fft, self.hop_length, window=window, return_complex=True)
-        power = stft[..., :-1].abs().square()  # Whisper drops the last frame
+        # |z|^2 as re^2 + im^2 (complex abs() is 4x slower on CPU); Whisper drops the last frame.
+        power = (stft.real.square() + stft.imag.square())[..., :-1]
         filters = torch.from_numpy(self.mel_filters).to(wave.device)
         mel = torch.matmul(filters.T, power).clamp_(min=1e-10).log10_()
         peak = mel.amax(dim=(1, 2), keepdim=True)

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.integration
 
 def test_sigterm_writes_checkpoint_and_exits(tiny_recipe, train_shards, tmp_path):
     ckpt, log = tmp_path / "ckpt", tmp_path / "log.txt"
-    cmd = stage1_cmd(tiny_recipe, train_shards, ckpt, "max_steps=100000", "checkpoint.every=100000")
+    # A loader worker per rank (the CUDA default; CPU's is none): it must outlive the SIGTERM sent to the tree.
+    cmd = stage1_cmd(tiny_recipe, train_shards, ckpt, "max_steps=100000", "checkpoint.every=100000",
+                     "data.workers=1")
     proc = launch.start(cmd, log)
     launch.wait_for(lambda: "step 2 train/loss" in log.read_text(), timeout=300, proc=proc)
     # The rendezvous store listens on MASTER_ADDR (the launcher's default, 127.0.0.1) only, not on every interface.
