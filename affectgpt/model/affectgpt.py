@@ -42,7 +42,7 @@ from affectgpt.model.collator import AudioInputs, Collator, Sample, VideoInputs
 from affectgpt.model.config import AffectGPTConfig, ModalityConfig
 from affectgpt.model.encoders import AudioEncoder, FrozenAware, VideoEncoder, load_encoder
 from affectgpt.model.fusion import PreFusion, Projector, build_pool
-from affectgpt.model.preprocess import FramePreprocessor, audio_features
+from affectgpt.model.preprocess import FramePreprocessor, audio_features, shaped_audio_features
 from affectgpt.model.prompt import AUDIO_TOKEN, FUSION_TOKEN, PLACEHOLDER_TOKENS, VIDEO_TOKEN, PromptBuilder
 
 log = logging.getLogger(__name__)
@@ -144,12 +144,13 @@ class AffectGPT(nn.Module):
             if tokenizer is not None:
                 add_placeholder_tokens(tokenizer, llm)
             video = audio = None
+            # No processor configs here: preprocessing of the right shapes (frames at the tower's input size).
             if cfg.video is not None:
                 video = VideoEncoder(load_encoder(hub.architecture(cfg.video.encoder), dtype, weights=False),
-                                     frozen=cfg.freeze_encoders)
+                                     cfg.freeze_encoders, FramePreprocessor.passthrough())
             if cfg.audio is not None:
-                audio = AudioEncoder(load_encoder(hub.architecture(cfg.audio.encoder), dtype, weights=False),
-                                     frozen=cfg.freeze_encoders)
+                encoder = load_encoder(hub.architecture(cfg.audio.encoder), dtype, weights=False)
+                audio = AudioEncoder(encoder, cfg.freeze_encoders, shaped_audio_features(encoder))
             return cls(cfg, llm, tokenizer, video, audio).eval()
 
     @classmethod

@@ -65,6 +65,11 @@ class FramePreprocessor:
             std=tuple(float(s) for s in processor.image_std) if normalize else None,
         )
 
+    @classmethod
+    def passthrough(cls) -> FramePreprocessor:
+        """Frames already at the encoder's input size, rescaled to [0, 1] (shapes-only models: ``on_meta``)."""
+        return cls(None, None, None, "bilinear", None, 1 / 255, None, None)
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) of the resize, before the crop (HF's rounding for the longer side)."""
         if self.shortest_edge:
@@ -146,7 +151,8 @@ class LogMelFeatures:
         # |z|^2 as re^2 + im^2 (complex abs() is 4x slower on CPU); Whisper drops the last frame.
         power = (stft.real.square() + stft.imag.square())[..., :-1]
         filters = torch.from_numpy(self.mel_filters).to(wave.device)
-        mel = torch.matmul(filters.T, power).clamp_(min=1e-10).log10_()
+        frames = power.mT.reshape(-1, power.shape[1])  # [B * frames, freq]: one matrix product for the batch
+        mel = (frames @ filters).unflatten(0, power.shape[::2]).mT.clamp(min=1e-10).log10_()
         peak = mel.amax(dim=(1, 2), keepdim=True)
         return (torch.maximum(mel, peak - 8.0) + 4.0) / 4.0, None
 
@@ -189,3 +195,14 @@ def audio_features(extractor: Any) -> LogMelFeatures | WaveformFeatures:
     if extractor.model_input_names[0] == "input_values":
         return WaveformFeatures.from_hf(extractor)
     raise ValueError(f"{type(extractor).__name__}: no batched equivalent (Whisper log-mel or wav2vec2 waveform)")
+
+
+def shaped_audio_features(encoder: Any) -> LogMelFeatures | WaveformFeatures:
+    """Features of the right shapes for an encoder known only by its config (``AffectGPT.on_meta``): Whisper's
+    window and mel bins with Whisper's STFT, zero filters; or the raw waveform."""
+    if encoder.main_input_name == "input_features":
+        n_fft, hop = 400, 160
+        window = 2 * encoder.config.max_source_positions * hop  # the encoder's conv stride 2 over mel frames
+        return LogMelFeatures(window, n_fft, hop, np.zeros((n_fft // 2 + 1, encoder.config.num_mel_bins),
+                                                             np.float32), 0.0)
+    return WaveformFeatures(normalize=False, padding_value=0.0, returns_mask=False)

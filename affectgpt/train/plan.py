@@ -348,16 +348,13 @@ def _fake_batch(model: Any, seq: int) -> dict[str, Any]:
              "labels": torch.zeros(1, seq, dtype=torch.long, **meta),
              "attention_mask": torch.ones(1, seq, dtype=torch.long, **meta)}
     if model.video is not None:
-        size = model.video.encoder.model.config.image_size  # the image processor resizes frames to this
-        batch["pixel_values"] = torch.zeros(1, cfg.num_frames, 3, size, size, **meta)
+        size = model.video.encoder.model.config.image_size  # frames packed at the tower's input size
+        batch["frames"] = torch.zeros(1, cfg.num_frames, size, size, 3, dtype=torch.uint8, **meta)
         batch["has_video"] = torch.ones(1, dtype=torch.bool, **meta)
     if model.audio is not None:
-        encoder = model.audio.encoder.model
-        if encoder.main_input_name == "input_features":  # Whisper: log-mel frames of its fixed window
-            shape = (1, encoder.config.num_mel_bins, 2 * encoder.config.max_source_positions)
-        else:  # raw waveform (HuBERT, wav2vec2)
-            shape = (1, int(cfg.sample_rate * cfg.max_audio_seconds))
-        batch["audio_values"] = torch.zeros(*shape, **meta)
+        samples = int(cfg.sample_rate * cfg.max_audio_seconds)  # Whisper pads or cuts it to its window
+        batch["audio"] = torch.zeros(1, samples, **meta)
+        batch["audio_lengths"] = torch.full((1,), samples, dtype=torch.long, **meta)
         batch["has_audio"] = torch.ones(1, dtype=torch.bool, **meta)
     return batch
 
