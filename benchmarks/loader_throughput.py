@@ -6,13 +6,16 @@
 The batches are built as ``launcher/train.py`` builds them: the training config's model recipe, its
 ``micro_batch_size``, its loader (``AffectGPTJob.batches``: worker count as ``data.workers`` resolves on this
 device, rank 0 of ``--world-size`` ranks) and ``model.collator(train=True)``. "Model-ready" means the encoders'
-inputs: the new path's preprocessing runs inside the model (``affectgpt.model.preprocess``), so it is run here,
-on the same CPU, and its time counted. Paths, on the same clips (synthesized into --work unless --corpus):
+inputs: the new path's preprocessing runs inside the model (``affectgpt.model.preprocess``), on the training
+device; with no GPU here it runs on this CPU and its time is counted. The same clips (synthesized into --work
+unless --corpus) are packed twice, at the recipe's ``frame_size`` (as ``make demo`` packs them now) and at 224 px
+(as it packed them before). Paths:
 
-  hf collator   the collator before the model preprocessed its inputs: the HF image processor and feature
-                extractor per sample in the loader's workers (what training did before; here as the baseline)
-  shards        the shard loader + ``model.collator`` + the model's batched preprocessing, with the training
-                config's worker count, and with the other choice (0 <-> 1 worker) for comparison
+  before        224-px shards, the collator as it was: the HF image processor and feature extractor per
+                sample in the loader's workers (stage1.yaml's 1 worker, and 0)
+  shards        the shards at the recipe's size + ``model.collator`` + the model's batched preprocessing, with
+                ``data.workers=auto`` and with the other choice; also the 224-px shards (resized in the model),
+                and the old collator on the new shards (what the storage size alone gives)
   mp4           decode each mp4 as ``affectgpt describe`` does (``clip_sample``), then the same collator and
                 preprocessing: the same batches without shards
 
@@ -133,7 +136,7 @@ def main() -> None:
         trained = trained or AffectGPT.from_config(load_config(AffectGPTConfig, recipe))
         step = _train_rate(trained, [trained.collator(train=True)(s) for s in samples])
         side = "the model" if step < best.wall else "the loader"
-        print(f"  {recipe}: {step:7.1f} samples/s per rank; the loader delivers {best.wall:.1f}/s by the wall "
+        print(f"  {recipe}: {step:.3g} samples/s per rank; the loader delivers {best.wall:.1f}/s by the wall "
               f"clock ({best.cpu:.1f} per CPU-s): {side} is the bottleneck")
 
 
