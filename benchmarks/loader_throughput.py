@@ -44,7 +44,8 @@ import torch
 
 from affectgpt.config import load_config
 from affectgpt.corpus import scan_csv
-from affectgpt.model import AffectGPT, AffectGPTConfig
+from affectgpt.model import AffectGPT
+from affectgpt.model.affectgpt import load_recipe
 from affectgpt.model.collator import Collator
 from affectgpt.packing import clip_sample, pack_split
 from affectgpt.synth.corpus_writer import SynthConfig, write_corpus
@@ -133,7 +134,7 @@ def main() -> None:
           f"{cfg.micro_batch_size}):")
     samples = [b for _, b in zip(range(args.train_steps + 2), shard_path(0, list), strict=False)]
     for recipe, trained in ((cfg.model.recipe, model), (SMOLLM2, None)):
-        trained = trained or AffectGPT.from_config(load_config(AffectGPTConfig, recipe))
+        trained = trained or AffectGPT.from_config(load_recipe(recipe, Path.cwd()))
         step = _train_rate(trained, [trained.collator(train=True)(s) for s in samples])
         side = "the model" if step < best.wall else "the loader"
         print(f"  {recipe}: {step:.3g} samples/s per rank; the loader delivers {best.wall:.1f}/s by the wall "
