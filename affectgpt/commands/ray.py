@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,7 +97,10 @@ def start_head(directory: Path, num_cpus: int | None = None, dashboard_port: int
         cmd += ["--num-cpus", str(num_cpus)]
     # Ray swaps a loopback --node-ip-address for the machine's address (so that other nodes could join), and
     # its services then listen there; single-node mode keeps 127.0.0.1, as Ray does by default on macOS.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    # Token authentication stays as RAY_AUTH_MODE says; unset, Ray would turn it on only when some earlier
+    # local ray.init() left ~/.ray/auth_token behind, so the same command would behave differently per machine.
+    env = {"RAY_AUTH_MODE": "disabled", **os.environ,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     log_file = directory / "ray-start.log"
     with log_file.open("wb") as out:
@@ -160,5 +164,7 @@ def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
+    except urllib.error.HTTPError as e:
+        return e.code == 401  # up, and asking for the token (RAY_AUTH_MODE=token)
     except OSError:
         return False
