@@ -63,9 +63,10 @@ def main() -> int:
     p.add_argument("--long", type=int, default=16, help="steps of the second run of each variant")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from transformers import AutoConfig
+
     from affectgpt.config import load_config
     from affectgpt.model.config import AffectGPTConfig
-    from transformers import AutoConfig
 
     llm = load_config(AffectGPTConfig, args.recipe).llm
     hidden = AutoConfig.from_pretrained(llm).get_text_config().hidden_size
@@ -82,14 +83,15 @@ def main() -> int:
             short = run(args, args.short, overrides, Path(tmp) / f"{len(rows)}s")
             long = run(args, args.long, overrides, Path(tmp) / f"{len(rows)}l")
             extra = args.long - args.short
-            rows[name] = {"cpu_s_per_step": (long[0] - short[0]) / extra, "wall_s_per_step": (long[1] - short[1]) / extra,
-                          "startup_cpu_s": short[0] - args.short * (long[0] - short[0]) / extra}
+            cpu, wall = (long[0] - short[0]) / extra, (long[1] - short[1]) / extra
+            rows[name] = {"cpu_s_per_step": cpu, "wall_s_per_step": wall, "startup_cpu_s": short[0] - args.short * cpu}
             log.info("%s: %s", name, rows[name])
     base = rows["baseline: transformers' rule, micro 2"]
     print(f"\n{'variant':40} {'CPU s/step':>11} {'wall s/step':>12} {'CPU ratio':>10} {'wall ratio':>11}")
     for name, r in rows.items():
-        print(f"{name:40} {r['cpu_s_per_step']:11.3f} {r['wall_s_per_step']:12.3f} "
-              f"{base['cpu_s_per_step'] / r['cpu_s_per_step']:9.2f}x {base['wall_s_per_step'] / r['wall_s_per_step']:10.2f}x")
+        cpu, wall = r["cpu_s_per_step"], r["wall_s_per_step"]
+        print(f"{name:40} {cpu:11.3f} {wall:12.3f} {base['cpu_s_per_step'] / cpu:9.2f}x "
+              f"{base['wall_s_per_step'] / wall:10.2f}x")
     print(f"(global batch 16 on 2 ranks; hidden size {hidden}; load average {os.getloadavg()[0]:.1f} at the end)")
     print(json.dumps(rows, indent=1))
     return 0

@@ -23,8 +23,8 @@ def builder(tok, **keys) -> PromptBuilder:
 def test_base_model_gets_the_plain_format(base_tokenizer):
     tok = base_tokenizer
     ids, labels = builder(tok).encode("you did what?", "She is surprised.")
-    trained = [i for i, label in zip(ids, labels) if label != IGNORE_INDEX]
-    prompt = tok.decode([i for i, label in zip(ids, labels) if label == IGNORE_INDEX])
+    trained = [i for i, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX]
+    prompt = tok.decode([i for i, label in zip(ids, labels, strict=True) if label == IGNORE_INDEX])
     assert prompt == (f"{tok.bos_token}Video: {VIDEO_TOKEN * 2}\nSubtitle: you did what?\nName the emotions.\n"
                       "Description:\n")
     # The loss still covers exactly the description and the end token.
@@ -33,7 +33,8 @@ def test_base_model_gets_the_plain_format(base_tokenizer):
 
 
 def test_recipe_template_overrides_the_tokenizer(zoo, base_tokenizer):
-    own = "{% for message in messages %}<<{{ message['content'] }}>>{% endfor %}{% if add_generation_prompt %}A:{% endif %}"
+    own = ("{% for message in messages %}<<{{ message['content'] }}>>{% endfor %}"
+           "{% if add_generation_prompt %}A:{% endif %}")
     chat = AutoTokenizer.from_pretrained(zoo / "llm/llama-tiny")  # has ChatML
     for tok in (base_tokenizer, chat):
         text = tok.decode(builder(tok, chat_template=own).prompt_ids("hi"))
