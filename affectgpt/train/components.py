@@ -12,6 +12,8 @@ import torch
 from affectgpt.config import flatten, to_dict
 from affectgpt.model import AffectGPT, AffectGPTConfig
 from affectgpt.model.affectgpt import ADAPTER_FILE, CONFIG_FILE, load_recipe
+from affectgpt.model.attention import resolve_attn_implementation
+from affectgpt.model.lora import add_lora
 from affectgpt.train.config import TrainConfig
 from affectgpt.train.metrics import MetricsLogger
 
@@ -49,6 +51,11 @@ class AffectGPTJob:
         self.model_cfg = model_config(cfg)
         gguf = {"gguf_file": self.model_cfg.gguf_file} if self.model_cfg.gguf_file else {}
         self.hidden_size = AutoConfig.from_pretrained(self.model_cfg.llm, **gguf).get_text_config().hidden_size
+        if cfg.finetune == "lora" and self.model_cfg.llm_init == "random":
+            raise ValueError("finetune=lora freezes the LLM and llm_init=random makes it random: LoRA needs a "
+                             "pretrained LLM (finetune=full trains a random one)")
+        attention = resolve_attn_implementation(self.model_cfg.attn_implementation)
+        self.packed = cfg.data.packed if cfg.data.packed is not None else attention == "flash_attention_2"
         self._hf_ds_config = None
 
     def build_model(self, ds_config: dict[str, Any]) -> torch.nn.Module:
@@ -66,8 +73,11 @@ class AffectGPTJob:
             except ValueError as e:
                 raise ValueError(f"{e} (init.adapter=fresh starts them anew)") from e
             log.info("adapter (fusion, projectors) initialised from %s", init.from_model / ADAPTER_FILE)
-        if self.cfg.activation_checkpointing:
-            model.activation_checkpointing_enable()
+        lora = self.cfg.lora_config()
+        if lora is not None:
+            add_lora(model.llm, lora)
+        if self.cfg.model.activation_checkpointing:
+            model.activation_checkpointing_enable(self.cfg.model.activation_checkpointing_every_n_layers)
         return model
 
     def batches(self, model: torch.nn.Module, rank: int, world_size: int):
@@ -77,7 +87,8 @@ class AffectGPTJob:
         return ShardLoader(
             str(self.cfg.data.shards), self.cfg.micro_batch_size, rank=rank, world_size=world_size,
             num_workers=loader_workers(self.cfg.data.workers, on_cuda), seed=self.cfg.data.seed,
-            collate_fn=model.collator(train=True), pin_memory=on_cuda, on_corrupt=self.cfg.data.on_corrupt,
+            collate_fn=model.collator(train=True, packed=self.packed), pin_memory=on_cuda,
+            on_corrupt=self.cfg.data.on_corrupt,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -87,6 +98,7 @@ class AffectGPTJob:
         return {
             "attention": model.llm.config._attn_implementation,
             "llm_class": type(model.llm).__name__,
+            "packed": self.packed,
             "shards_sha256": batches.shard_digest,
         }
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from affectgpt.eval.tasks import TASKS
+from affectgpt.model.lora import LoraConfig
 from affectgpt.tracking import TrackingConfig
 
 
@@ -21,6 +22,18 @@ class ModelSection:
     recipe: Path | None = None
     # Keys merged over the recipe, e.g. ``model.set.llm_init=random`` on the command line.
     set: dict[str, Any] = field(default_factory=dict)
+    # Recompute the LLM's layer activations in the backward pass: less memory for ~1/3 more compute (long
+    # prompts, large backbones). every_n_layers > 1 checkpoints only every n-th layer (a middle ground).
+    activation_checkpointing: bool = False
+    activation_checkpointing_every_n_layers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.activation_checkpointing_every_n_layers < 1:
+            raise ValueError("model.activation_checkpointing_every_n_layers must be >= 1, "
+                             f"got {self.activation_checkpointing_every_n_layers}")
+        if self.activation_checkpointing_every_n_layers > 1 and not self.activation_checkpointing:
+            raise ValueError("model.activation_checkpointing_every_n_layers is set but "
+                             "model.activation_checkpointing is false")
 
 
 @dataclass
@@ -48,6 +61,12 @@ class DataSection:
     # A sample whose digest does not match, or lost to a truncated shard: fail names it and stops the run;
     # skip logs it, trains on the next intact sample of its shard instead, counts it (data/corrupt_skipped).
     on_corrupt: Literal["fail", "skip"] = "fail"
+    # Padding-free batches: each micro-batch's samples concatenated into one row, their position_ids restarting
+    # at every sample (FlashAttention-2 and SDPA/eager then attend within each sample only). The micro-batch
+    # stays micro_batch_size samples; its token count varies. None (auto): on with FlashAttention-2, off
+    # otherwise (SDPA and eager isolate the rows with a full block-diagonal mask, which costs more than the
+    # padding it saves at these lengths; benchmarks/train_zero.py --variants measures both).
+    packed: bool | None = None
 
     def __post_init__(self) -> None:
         if self.workers != "auto" and self.workers < 0:
@@ -146,13 +165,14 @@ class TrainConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     # MLflow (rank 0). Disabled: metrics go only to <checkpoint.dir>/metrics.jsonl, which is always written.
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(enabled=False))
+    # full: every LLM parameter trains; lora: low-rank adapters on the LLM's projections (the rest frozen).
+    # Fusion and projectors train either way; the encoders stay frozen.
+    finetune: Literal["full", "lora"] = "full"
+    lora: LoraConfig | None = None  # finetune=lora's settings (None: LoraConfig's defaults)
     tags: dict[str, str] = field(default_factory=dict)  # MLflow run tags, e.g. tags.stage=1 tags.init=random
     run_name: str | None = None  # MLflow run name; None: the checkpoint dir's name
     global_batch_size: int = 8  # samples per optimizer step, over all ranks
     micro_batch_size: int = 2  # samples per rank per forward/backward
-    # Recompute the LLM layers' activations in the backward pass: ~5x less activation memory for ~1.3x the
-    # FLOPs (`affectgpt plan` shows the micro-batch either way fits).
-    activation_checkpointing: bool = False
     max_steps: int = 100  # optimizer steps
     seed: int = 0
     log_every: int = 10
@@ -163,6 +183,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.model.recipe is None and self.init.from_model is None:
             raise ValueError("set model.recipe (build a model) or init.from_model (start from an exported one)")
+        if self.lora is not None and self.finetune != "lora":
+            raise ValueError(f"lora.* is set but finetune={self.finetune}; set finetune=lora, or drop lora")
+
+    def lora_config(self) -> LoraConfig | None:
+        """The LoRA settings when finetune=lora, else None."""
+        return (self.lora or LoraConfig()) if self.finetune == "lora" else None
 
     def accumulation_steps(self, world_size: int) -> int:
         """Micro-batches per rank per optimizer step that keep ``global_batch_size`` fixed."""

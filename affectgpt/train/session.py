@@ -23,6 +23,7 @@ import torch
 from torch.distributed.constants import default_pg_timeout
 
 from affectgpt.config import to_dict
+from affectgpt.model.prompt import IGNORE_INDEX
 from affectgpt.train import rng
 from affectgpt.train.checkpoint import (
     CheckpointError,
@@ -127,7 +128,7 @@ def _run(cfg: TrainConfig, job: Job) -> int:
     # The same seed on every rank: all ranks must build the same initial model.
     _seed_all(cfg.seed)
     stage = STRATEGY_STAGE[cfg.dist.strategy]
-    model = job.build_model(ds_config)
+    model = job.build_model(ds_config).train()  # dropout on; frozen encoders keep their eval mode
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = sum(_numel(p) for p in model.parameters() if not p.requires_grad)
     log.info("rank %d/%d: %s, %s, %d trainable tensors, %d frozen parameters", rank, world_size,
@@ -212,16 +213,26 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
     with PreemptionFlag() as preemption:
         while progress.step < cfg.max_steps:
             lr = engine.get_lr()[0]  # the rate this step's update uses (the scheduler moves on at its end)
+            micro_batches = [next(it) for _ in range(gas)]
+            # The loss is the mean over the target tokens of the whole global batch (every micro-batch of every
+            # rank), as HF Trainer's num_items_in_batch: loss and gradients then do not depend on how the batch
+            # is split over ranks and accumulation steps, and a micro-batch of short descriptions weighs less.
+            targets = torch.tensor(float(sum(target_tokens(b) for b in micro_batches)), device=engine.device)
+            dist.all_reduce(targets)
+            global_targets = max(int(targets.item()), 1)
             loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)
             tokens = 0.0
-            for _ in range(gas):
+            for micro_batch in micro_batches:
                 # non_blocking: a pinned batch (CUDA) copies while the previous step's kernels still run.
                 batch = {k: v.to(engine.device, non_blocking=True) if torch.is_tensor(v) else v
-                         for k, v in next(it).items()}
+                         for k, v in micro_batch.items()}
 
                 def micro_step(batch: dict[str, Any] = batch) -> torch.Tensor:
-                    loss = engine(**batch).loss
-                    engine.backward(loss)
+                    # The LLM sums this micro-batch's token losses and divides by the global count; DeepSpeed
+                    # averages gradients over ranks, which the factor world_size undoes, and scale_wrt_gas=False
+                    # keeps it from dividing by the accumulation steps: the gradient is that of the global mean.
+                    loss = engine(**batch, num_items_in_batch=global_targets).loss
+                    engine.backward(loss * manager.world_size, scale_wrt_gas=False)
                     return loss
 
                 if progress.flops_per_micro_batch:
@@ -230,12 +241,11 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                     loss, progress.flops_per_micro_batch = count_flops(micro_step)
                 engine.step()
                 loss_sum += loss.detach().float()
-                if "attention_mask" in batch:
-                    tokens += float(batch["attention_mask"].sum())
+                tokens += input_tokens(batch)
             progress.step += 1
-            # [mean loss, tokens, stop requested, corrupt samples skipped]: summed over ranks in one collective.
+            # [global token-mean loss, input tokens, stop requested, corrupt samples skipped]: summed over ranks.
             totals = torch.stack([
-                loss_sum / gas,
+                loss_sum,
                 torch.tensor(tokens, device=engine.device),
                 torch.tensor(float(preemption.requested), device=engine.device),
                 torch.tensor(float(len(batches.skipped)), device=engine.device),
@@ -248,7 +258,7 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                 seconds = window.seconds()
                 step_flops = progress.flops_per_micro_batch * gas * manager.world_size
                 values = {
-                    "train/loss": float(totals[0].item()) / manager.world_size,
+                    "train/loss": float(totals[0].item()),
                     "train/lr": lr,
                     "train/step_time_s": seconds / window.steps,
                     "train/samples_per_s": cfg.global_batch_size * window.steps / seconds,
@@ -313,6 +323,18 @@ def _report_skipped(batches: StatefulBatches, total: int) -> None:
     if batches.skipped:
         log.warning("data.on_corrupt=skip replaced %d corrupt sample(s) on this rank (%d on all ranks) in this "
                     "session:\n  %s", len(batches.skipped), total, "\n  ".join(batches.skipped))
+
+
+def target_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens the causal-LM loss covers in a batch: labels shifted by one (token t predicts t + 1), ignored
+    positions excluded. A packed row's samples each start with masked prompt tokens, so none crosses a border."""
+    return int((batch["labels"][..., 1:] != IGNORE_INDEX).sum())
+
+
+def input_tokens(batch: dict[str, torch.Tensor]) -> float:
+    """Real (non-padding) input tokens: a padded batch's attention mask, or every token of a packed row."""
+    mask = batch.get("attention_mask")
+    return float(mask.sum()) if mask is not None else float(batch["input_ids"].numel())
 
 
 class _Window:

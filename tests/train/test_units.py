@@ -280,7 +280,7 @@ def test_activation_checkpointing_is_a_training_key(tiny_recipe, on):
     from affectgpt.train.components import AffectGPTJob
     from affectgpt.train.ds_config import fill, load_template, template_path
 
-    c = cfg(f"model.recipe={tiny_recipe}", "dist.strategy=ddp", f"activation_checkpointing={str(on).lower()}")
+    c = cfg(f"model.recipe={tiny_recipe}", "dist.strategy=ddp", f"model.activation_checkpointing={str(on).lower()}")
     job = AffectGPTJob(c)
     ds_config = fill(load_template(template_path(c)), c, world_size=1, bf16=False, hidden_size=job.hidden_size)
     assert job.build_model(ds_config).llm.is_activation_checkpointing is on
