@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class Row:
     backbone: str
     init: str
+    finetune: str = "-"  # full | lora for trained cells, "-" for baselines
     selection: str = "-"  # how the evaluated checkpoint was chosen: last | best-val:<metric> (- for baselines)
     selected_step: int | None = None
     metrics: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # name -> (value, lo, hi)
@@ -59,8 +60,9 @@ def collect(uri: str, experiment: str) -> list[Row]:
         m = run.data.metrics
         tags = run.data.tags
         step = tags.get("selected_step")
-        row = Row(backbone=tags.get("backbone", "?"), init=tags.get("init", "?"), eval_run=run.info.run_id,
-                  selection=tags.get("selection", "-"), selected_step=int(step) if step else None)
+        row = Row(backbone=tags.get("backbone", "?"), init=tags.get("init", "?"), finetune=tags.get("finetune", "-"),
+                  eval_run=run.info.run_id, selection=tags.get("selection", "-"),
+                  selected_step=int(step) if step else None)
         for key, _ in HEADLINE:
             if eval_key(key) in m:
                 row.metrics[key] = (m[eval_key(key)], m.get(eval_key(key, "lo"), math.nan),
@@ -72,7 +74,7 @@ def collect(uri: str, experiment: str) -> list[Row]:
             speeds = [r.data.metrics[TRAIN_TOKENS_PER_S] for r in stages if TRAIN_TOKENS_PER_S in r.data.metrics]
             row.tokens_per_s = sum(speeds) / len(speeds) if speeds else None
         rows.append(row)
-    rows.sort(key=lambda r: (-r.metrics.get("avg", (-1.0,))[0], r.backbone, r.init))
+    rows.sort(key=lambda r: (-r.metrics.get("avg", (-1.0,))[0], r.backbone, r.init, r.finetune))
     return rows
 
 
@@ -84,11 +86,12 @@ def _cell(value: tuple[float, float, float] | None) -> str:
 
 
 def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    header = ["backbone", "init", "selection", *(label for _, label in HEADLINE), "train s", "tokens/s"]
+    header = ["backbone", "init", "finetune", "selection", *(label for _, label in HEADLINE), "train s", "tokens/s"]
     body = [
         [
             r.backbone,
             r.init,
+            r.finetune,
             r.selection if r.selected_step is None else f"{r.selection} (step {r.selected_step})",
             *(_cell(r.metrics.get(key)) for key, _ in HEADLINE),
             "-" if r.train_seconds is None else f"{r.train_seconds:.0f}",
@@ -125,7 +128,7 @@ def plot(rows: list[Row], uri: str, path: Path) -> None:
 
     client = MlflowClient(tracking_uri=uri)
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(14, 5))
-    labels = [f"{r.backbone}\n{r.init}" for r in rows]
+    labels = [f"{r.backbone}\n{r.init}" + ("" if r.finetune in ("full", "-") else f" {r.finetune}") for r in rows]
     width = 0.8 / len(HEADLINE)
     x = np.arange(len(rows))
     for i, (key, label) in enumerate(HEADLINE):

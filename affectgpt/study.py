@@ -1,6 +1,9 @@
-"""A study: LLM backbones x initialisations, each cell trained and evaluated as tracked MLflow runs.
+"""A study: LLM backbones x initialisations x fine-tuning modes, each cell trained and evaluated as tracked
+MLflow runs.
 
-A cell is (backbone recipe, initialisation). Its steps run one after another as the user would run them:
+A cell is (backbone recipe, initialisation, finetune): ``<backbone>/<init>`` for full-parameter training,
+``<backbone>/<init>/lora`` for LoRA (``finetunes: [full, lora]``; LoRA cells of a random-LLM initialisation
+are left out, as LoRA freezes the LLM). Its steps run one after another as the user would run them:
 
     stage 1   deepspeed --module affectgpt.train --config <stage1> (coarse shards; skipped by "stage2-only")
     export    affectgpt export <stage1 checkpoints> --out <cell>/stage1/model
@@ -53,6 +56,7 @@ INITS: dict[str, Init] = {
     "random-llm+stage1+stage2": Init(stage1=True, llm_init="random"),
 }
 BASELINES = ("most_frequent", "untrained")
+FINETUNES = ("full", "lora")
 
 
 @dataclass
@@ -113,6 +117,7 @@ class StudyConfig:
     shards: ShardPaths = field(metadata={"flag_prefix": "shards-"})
     backbones: list[Path]
     inits: list[str] = field(default_factory=lambda: ["stage1+stage2", "stage2-only"])
+    finetunes: list[str] = field(default_factory=lambda: ["full"])  # full and/or lora (the LLM's training)
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     stage1: Path = Path("configs/stage1.yaml")
     stage2: Path = Path("configs/stage2.yaml")
@@ -128,6 +133,9 @@ class StudyConfig:
         unknown = [i for i in self.inits if i not in INITS]
         if unknown:
             raise ValueError(f"unknown init(s) {unknown}; known: {', '.join(INITS)}")
+        unknown = [f for f in self.finetunes if f not in FINETUNES]
+        if unknown or not self.finetunes:
+            raise ValueError(f"finetunes {self.finetunes}: list one or more of {', '.join(FINETUNES)}")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
@@ -147,6 +155,19 @@ def backbone_name(recipe: Path) -> str:
     return Path(recipe).stem
 
 
+def cells(cfg: StudyConfig) -> list[tuple[str, Path, str, str]]:
+    """(cell name, recipe, init, finetune) of the grid, in run order."""
+    grid = []
+    for recipe in cfg.backbones:
+        for init in cfg.inits:
+            for finetune in cfg.finetunes:
+                if finetune == "lora" and INITS[init].llm_init == "random":
+                    continue  # LoRA trains adapters on a frozen LLM: a random one would stay random
+                suffix = "" if finetune == "full" else f"/{finetune}"
+                grid.append((f"{backbone_name(recipe)}/{init}{suffix}", recipe, init, finetune))
+    return grid
+
+
 class Study:
     def __init__(self, cfg: StudyConfig):
         self.cfg = cfg
@@ -157,20 +178,18 @@ class Study:
     def run(self) -> dict[str, str]:
         """Run every cell; returns {cell: "done" | "skipped" | "failed: <step>"}."""
         results: dict[str, str] = {}
-        for recipe in self.cfg.backbones:
-            for init in self.cfg.inits:
-                cell = f"{backbone_name(recipe)}/{init}"
-                if self._finished(cell):
-                    log.info("cell %s: finished earlier, skipped", cell)
-                    results[cell] = "skipped"
-                    continue
-                log.info("cell %s: starting", cell)
-                try:
-                    self._cell(cell, recipe, init)
-                    results[cell] = "done"
-                except StepFailed as e:
-                    log.error("cell %s: %s", cell, e)
-                    results[cell] = f"failed: {e.step}"
+        for cell, recipe, init, finetune in cells(self.cfg):
+            if self._finished(cell):
+                log.info("cell %s: finished earlier, skipped", cell)
+                results[cell] = "skipped"
+                continue
+            log.info("cell %s: starting", cell)
+            try:
+                self._cell(cell, recipe, init, finetune)
+                results[cell] = "done"
+            except StepFailed as e:
+                log.error("cell %s: %s", cell, e)
+                results[cell] = f"failed: {e.step}"
         return results
 
     def _finished(self, cell: str) -> bool:
@@ -187,11 +206,13 @@ class Study:
         return bool(runs)
 
     # ---- one cell -------------------------------------------------------------------------------------------
-    def _cell(self, cell: str, recipe: Path, init_name: str) -> None:
+    def _cell(self, cell: str, recipe: Path, init_name: str, finetune: str) -> None:
         init = INITS[init_name]
         root = self.cfg.out / cell
-        tags = {"cell": cell, "backbone": backbone_name(recipe), "init": init_name, "study": self.cfg.name}
-        common = [f"model.recipe={recipe}", f"model.set.llm_init={init.llm_init}", *self._tracking_overrides(tags)]
+        tags = {"cell": cell, "backbone": backbone_name(recipe), "init": init_name, "finetune": finetune,
+                "study": self.cfg.name}
+        common = [f"model.recipe={recipe}", f"model.set.llm_init={init.llm_init}", f"finetune={finetune}",
+                  *self._tracking_overrides(tags)]
         start_from = None
         if init.stage1:
             start_from = self._train_stage(root / "stage1", 1, self.cfg.stage1, self.cfg.shards.coarse,

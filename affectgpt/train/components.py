@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,10 @@ class AffectGPTJob:
         # deepspeed.zero.Init: each rank only ever holds its partition. The small adapter modules are
         # partitioned by deepspeed.initialize.
         self._hf_ds_config = HfDeepSpeedConfig(ds_config)
-        model = AffectGPT.from_config(self.model_cfg)
+        # DeepSpeed's precision decides the dtype every trained tensor is built in (ZeRO flattens them into one
+        # buffer per dtype); the recipe's own dtype is what an export is loaded in.
+        dtype = "bfloat16" if ds_config.get("bf16", {}).get("enabled") else "float32"
+        model = AffectGPT.from_config(replace(self.model_cfg, dtype=dtype))
         init = self.cfg.init
         if init.from_model is not None and init.adapter == "checkpoint":
             try:

@@ -1,5 +1,6 @@
 """Checkpoint -> model directory: consolidate the sharded weights into one fp32 state dict, rebuild the
-model from the recipe stored in the checkpoint, and write it with ``AffectGPT.save_pretrained``.
+model from the recipe stored in the checkpoint, and write it with ``AffectGPT.save_pretrained``. A LoRA run's
+adapters are merged into the LLM's weights, so every export has the same layout and loads the same way.
 
 The directory also gets ``provenance.json`` (checkpoint, step, MLflow run id), so a run that starts from this
 export (Stage 2 from Stage 1) can record the run it descends from."""
@@ -63,12 +64,17 @@ def export(checkpoint: Path, out: Path, best: bool = False) -> CheckpointInfo:
 
     from affectgpt.config import from_dict
     from affectgpt.model import AffectGPT, AffectGPTConfig
+    from affectgpt.model.lora import LoraConfig, add_lora
 
     info = resolve(checkpoint, best)
     state = consolidated_state_dict(info)
     # The LLM's own weights are about to be replaced: a random init skips reading them.
     recipe = replace(from_dict(AffectGPTConfig, info.meta["model_config"]), llm_init="random")
     model = AffectGPT.from_config(recipe)
+    train = info.meta.get("train_config", {})
+    # A LoRA run's checkpoint holds the LLM with its adapters: rebuild that structure to load it, then merge.
+    tuner = add_lora(model.llm, from_dict(LoraConfig, train.get("lora") or {}, "lora")) \
+        if train.get("finetune") == "lora" else None
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -79,6 +85,8 @@ def export(checkpoint: Path, out: Path, best: bool = False) -> CheckpointInfo:
                              f"the recipe {tuple(expected[name].shape)}")
     # load_state_dict (rather than passing ``state`` to save_pretrained) keeps tied tensors one tensor.
     model.load_state_dict(state)
+    if tuner is not None:
+        tuner.merge_and_unload()  # the exported LLM is plain transformers, the adapters folded into its weights
     model.save_pretrained(out)
     provenance = {"checkpoint": str(info.path), "step": info.step, "tracking_run_id": info.meta.get("tracking_run_id"),
                   "selection": _selection(info) if best else "last"}
