@@ -1,8 +1,12 @@
 """ZeRO-3 vs ZeRO-2 vs DDP at 2 ranks on one model and one batch: step time, samples/s, peak memory and
 model-state memory per rank, MFU over the matmul peak measured in this script; ratios printed against DDP, and
 the measured model states against the capacity planner's prediction (``affectgpt plan``'s memory model).
+The training features (``--variants``) are measured the same way under ZeRO-3, against its padded run:
+``packed`` (data.packed: tokens/s and the padding it saves), ``checkpointing`` (model.activation_checkpointing:
+activations saved for the backward and step time) and ``lora`` (finetune=lora: trainable parameters, step time).
 
   python benchmarks/train_zero.py [--recipe configs/models/smollm2-135m.yaml] [--zoo models] [--steps 4]
+  python benchmarks/train_zero.py --strategies zero3 --variants padded packed checkpointing lora
   python benchmarks/train_zero.py --startup      # also: DeepSpeed start-up with and without the shm op build
 
 The driver measures the fp32 (CPU) / bf16 (GPU) matmul peak of the whole machine, then launches
@@ -10,11 +14,14 @@ The driver measures the fp32 (CPU) / bf16 (GPU) matmul peak of the whole machine
 (``AffectGPTJob``), train on one fixed synthetic batch (no data loading in the timings), and write per-rank
 JSON. Model-state memory = bytes of every distinct tensor storage held by parameters, gradients and the
 optimizer (ZeRO partitions and flat buffers included), measured after a backward, when gradients exist.
+Saved activations = bytes of the distinct storages autograd keeps for the backward of one micro-batch. The
+batch's descriptions differ in length (1 to 4 sentences), so padding is what a real batch has.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +37,13 @@ from affectgpt.net import free_port
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("benchmarks.train_zero")
 STRATEGIES = ("zero3", "zero2", "ddp")
+# The config keys each variant sets over the padded, full-parameter, fp32 (CPU) run.
+VARIANTS = {
+    "padded": [],
+    "packed": ["data.packed=true"],
+    "checkpointing": ["model.activation_checkpointing=true"],
+    "lora": ["finetune=lora"],
+}
 
 
 def main() -> int:
@@ -39,8 +53,11 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=4, help="timed steps per strategy (after 2 warm-up steps)")
     p.add_argument("--micro", type=int, default=2, help="samples per rank per step")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    p.add_argument("--variants", nargs="+", default=["padded"], choices=list(VARIANTS),
+                   help="training features to measure (other than padded: under zero3 only)")
     p.add_argument("--startup", action="store_true", help="also time DeepSpeed start-up with/without the shm op")
     p.add_argument("--worker", choices=STRATEGIES, help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=list(VARIANTS), default="padded", help=argparse.SUPPRESS)
     p.add_argument("--worker-startup", choices=["skip", "build"], help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
@@ -72,19 +89,22 @@ def driver(args: argparse.Namespace) -> int:
     peaks = [measure_peak()]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for strategy in args.strategies:
-            out = Path(tmp) / strategy
+        runs = [(s, "padded") for s in args.strategies if "padded" in args.variants]
+        runs += [("zero3", v) for v in args.variants if v != "padded"]
+        for strategy, variant in runs:
+            name = strategy if variant == "padded" else f"{strategy}/{variant}"
+            out = Path(tmp) / name.replace("/", "-")
             out.mkdir()
             cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
-                   __file__, "--worker", strategy, "--recipe", str(recipe), "--steps", str(args.steps),
-                   "--micro", str(args.micro), "--out", str(out)]
+                   __file__, "--worker", strategy, "--variant", variant, "--recipe", str(recipe),
+                   "--steps", str(args.steps), "--micro", str(args.micro), "--out", str(out)]
             env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // 2))}
-            log.info("%s: %s", strategy, " ".join(cmd))
+            log.info("%s: %s", name, " ".join(cmd))
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
-                log.error("%s failed:\n%s", strategy, (proc.stdout + proc.stderr)[-4000:])
+                log.error("%s failed:\n%s", name, (proc.stdout + proc.stderr)[-4000:])
                 return 1
-            results[strategy] = [json.loads(f.read_text()) for f in sorted(out.glob("rank*.json"))]
+            results[name] = [json.loads(f.read_text()) for f in sorted(out.glob("rank*.json"))]
     # On shared cores other jobs depress any one measurement: the best of before and after is the peak.
     peaks.append(measure_peak())
     peak = max(peaks)
@@ -101,24 +121,29 @@ def report(results: dict[str, list[dict]], peak: float) -> None:
     from affectgpt.train.plan import model_state_bytes
 
     rows = {}
-    for strategy, ranks in results.items():
+    for name, ranks in results.items():
         step = max(r["step_time_s"] for r in ranks)
         r0 = ranks[0]
-        predicted = model_state_bytes(strategy, r0["trainable"], r0["params"] - r0["trainable"], r0["param_bytes"],
-                                      r0["world_size"])
-        rows[strategy] = {
+        predicted = model_state_bytes(r0["strategy"], r0["trainable"], r0["params"] - r0["trainable"],
+                                      r0["param_bytes"], r0["world_size"])
+        rows[name] = {
             "predicted_model_state_mb": predicted / 2**20,
             "step_s": step,
             "samples_s": sum(r["samples"] for r in ranks) / step,
+            "tokens_s": sum(r["tokens"] for r in ranks) / step,
+            "padding": 1 - sum(r["tokens"] for r in ranks) / sum(r["row_tokens"] for r in ranks),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks),
             "model_state_mb": max(r["model_state_mb"] for r in ranks),
+            "activations_mb": max(r["activations_mb"] for r in ranks),
+            "trainable": ranks[0]["trainable"],
             "mfu": sum(r["flops_per_step"] for r in ranks) / step / peak,
         }
-    print(f"\n{'strategy':8} {'step s':>8} {'samples/s':>10} {'peak RSS MB/rank':>17} "
-          f"{'model states MB/rank':>21} {'MFU':>7}")
+    print(f"\n{'run':20} {'step s':>8} {'samples/s':>10} {'tokens/s':>9} {'padding':>8} {'peak RSS MB':>12} "
+          f"{'states MB':>10} {'activations MB':>15} {'trainable':>10} {'MFU':>7}   (per rank)")
     for s, r in rows.items():
-        print(f"{s:8} {r['step_s']:8.3f} {r['samples_s']:10.2f} {r['peak_rss_mb']:17.0f} "
-              f"{r['model_state_mb']:21.1f} {r['mfu']:7.2%}")
+        print(f"{s:20} {r['step_s']:8.3f} {r['samples_s']:10.2f} {r['tokens_s']:9.0f} {r['padding']:8.1%} "
+              f"{r['peak_rss_mb']:12.0f} {r['model_state_mb']:10.1f} {r['activations_mb']:15.1f} "
+              f"{r['trainable']:10,d} {r['mfu']:7.2%}")
     print("\nmodel states per rank, measured / predicted by affectgpt.train.plan:")
     for s, r in rows.items():
         print(f"  {s}: {r['model_state_mb']:.1f} MB / {r['predicted_model_state_mb']:.1f} MB = "
@@ -127,11 +152,22 @@ def report(results: dict[str, list[dict]], peak: float) -> None:
         base = rows["ddp"]
         print("\nratios vs DDP (ZeRO / DDP):")
         for s, r in rows.items():
-            if s != "ddp":
+            if s in STRATEGIES and s != "ddp":
                 print(f"  {s}: step time {r['step_s'] / base['step_s']:.2f}x, "
                       f"samples/s {r['samples_s'] / base['samples_s']:.2f}x, "
                       f"peak RSS {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x, "
                       f"model states {r['model_state_mb'] / base['model_state_mb']:.2f}x")
+    if "zero3" in rows and any("/" in s for s in rows):
+        base = rows["zero3"]
+        print("\nratios vs zero3 padded, full fine-tuning:")
+        for s, r in rows.items():
+            if "/" in s:
+                print(f"  {s}: step time {r['step_s'] / base['step_s']:.2f}x, "
+                      f"tokens/s {r['tokens_s'] / base['tokens_s']:.2f}x, "
+                      f"saved activations {r['activations_mb'] / base['activations_mb']:.2f}x, "
+                      f"peak RSS {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x, "
+                      f"trainable parameters {r['trainable'] / base['trainable']:.3f}x, "
+                      f"padding {base['padding']:.1%} -> {r['padding']:.1%}")
     print(json.dumps(rows, indent=1))
 
 
@@ -153,7 +189,7 @@ def startup_worker(args: argparse.Namespace) -> int:
     import deepspeed
 
     if args.worker_startup == "skip":
-        from affectgpt.train.session import _skip_unused_cpu_comm_build
+        from affectgpt.train.session import _skip_unused_cpu_comm_build, input_tokens
 
         _skip_unused_cpu_comm_build("cpu")
     deepspeed.init_distributed()
@@ -199,22 +235,26 @@ def worker(args: argparse.Namespace) -> int:
     gpu = get_accelerator().device_name() != "cpu"
     cfg = load_config(TrainConfig, ROOT / "configs" / "stage1.yaml", [
         f"model.recipe={args.recipe}", f"dist.strategy={args.worker}", f"micro_batch_size={args.micro}",
-        f"global_batch_size={args.micro * world}", "optim.lr=1e-5",
+        f"global_batch_size={args.micro * world}", "optim.lr=1e-5", "data.packed=false", *VARIANTS[args.variant],
     ])
     job = AffectGPTJob(cfg)
     ds_config = fill(load_template(template_path(cfg)), cfg, world_size=world, bf16=gpu, hidden_size=job.hidden_size)
     torch.manual_seed(0)
-    model = job.build_model(ds_config)
+    model = job.build_model(ds_config).train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
-    batch = {k: v.to(engine.device) for k, v in model.collator(train=True)(samples(model.config, args.micro)).items()}
+    collate = model.collator(train=True, packed=job.packed)
+    batch = {k: v.to(engine.device) for k, v in collate(samples(model.config, args.micro, rank)).items()}
 
     def step() -> None:
         engine.backward(engine(**batch).loss)
 
+    with saved_activations() as saved:
+        step()  # warm-up step 0, measured for its activations
     warmup, times, state_bytes = 2, [], 0
-    for i in range(warmup + args.steps):
+    engine.step()
+    for i in range(1, warmup + args.steps):
         sync(gpu)
         start = time.perf_counter()
         step()
@@ -233,17 +273,19 @@ def worker(args: argparse.Namespace) -> int:
         "params": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()),
         "trainable": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad),
         "param_bytes": 2 if gpu else 4, "world_size": world,
-        "tokens": int(batch["attention_mask"].sum()),
+        "tokens": int(input_tokens(batch)), "row_tokens": batch["input_ids"].numel(),
+        "activations_mb": saved["bytes"] / 2**20,
     }
     (args.out / f"rank{rank}.json").write_text(json.dumps(result))
     return 0
 
 
-def samples(model_cfg, n: int) -> list[dict]:
-    """Synthetic samples in the shape of docs/CONTRACTS.md (fixed content: every step sees the same batch)."""
+def samples(model_cfg, n: int, rank: int = 0) -> list[dict]:
+    """Synthetic samples in the shape of docs/CONTRACTS.md (fixed content: every step sees the same batch);
+    descriptions of 1 to 4 sentences, as real ones vary."""
     import numpy as np
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(rank)
     size, frames, rate = model_cfg.frame_size, model_cfg.num_frames, model_cfg.sample_rate
     seconds = min(3.0, model_cfg.max_audio_seconds)
     t = np.arange(int(seconds * rate)) / rate
@@ -251,10 +293,29 @@ def samples(model_cfg, n: int) -> list[dict]:
         "name": f"bench_{i}", "frames": rng.integers(0, 255, (frames, size, size, 3), dtype=np.uint8),
         "audio": (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), "has_audio": True,
         "subtitle": "I really did not expect to see you here today, it is such a surprise.",
-        "description": "The person raises their eyebrows and speaks quickly with a rising pitch; the words "
-                       "express astonishment, so the emotional state is surprise, with some happiness.",
+        "description": " ".join(["The person raises their eyebrows and speaks quickly with a rising pitch; the "
+                                 "words express astonishment, so the emotional state is surprise."] * (1 + (i + rank) % 4)),
         "labels": ["surprise", "happiness"], "split": "bench",
     } for i in range(n)]
+
+
+@contextlib.contextmanager
+def saved_activations():
+    """Bytes of the distinct tensor storages autograd saves for the backward inside the block (parameters,
+    which the model holds anyway, excluded)."""
+    import torch
+
+    storages: dict[int, int] = {}
+    out = {"bytes": 0}
+
+    def pack(t):
+        if not isinstance(t, torch.nn.Parameter) and t.untyped_storage().data_ptr():
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield out
+    out["bytes"] = sum(storages.values())
 
 
 def model_state_bytes(engine) -> int:

@@ -91,6 +91,18 @@ def stage1_cmd(recipe: Path, shards: dict[str, Path], ckpt: Path, *extra: str, r
                          ranks=ranks)
 
 
+def kill9_and_resume(cmd: list[str], ckpt: Path, tmp: Path, final_step: int = STEPS) -> None:
+    """Start ``cmd``, SIGKILL every process of it once a checkpoint exists, rerun it to the end; asserts that
+    the rerun resumed from the checkpoint the killed run left."""
+    proc = start(cmd, tmp / "killed.txt")
+    wait_for(lambda: (ckpt / "latest").exists(), timeout=300, proc=proc)
+    kill_tree(proc, signal.SIGKILL)
+    killed_at = (ckpt / "latest").read_text().strip()
+    assert killed_at != f"step_{final_step:08d}", "the run finished before it could be killed"
+    assert run(cmd, tmp / "resumed.txt", timeout=300) == 0, (tmp / "resumed.txt").read_text()[-4000:]
+    assert f"resuming from {ckpt / killed_at}" in (tmp / "resumed.txt").read_text()
+
+
 def consolidated(ckpt: Path, step: int = STEPS):
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 

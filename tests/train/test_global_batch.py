@@ -53,4 +53,4 @@ def test_the_steps_moved_the_weights(steps):
     """The comparison is not vacuous: the second step moved the weights by far more than its tolerance."""
     _, (first, second) = steps["1 rank x 4"]
     moved = max(float((second[k] - first[k]).abs().max()) for k in first if first[k].is_floating_point())
-    assert moved > 1e-2, moved
+    assert moved > 1e-3, moved  # 100 x the absolute tolerance

@@ -36,15 +36,7 @@ def test_stage1_loss_falls(stage1):
 
 def test_kill9_then_rerun_gives_identical_weights(stage1, tiny_recipe, train_shards, tmp_path):
     ckpt = tmp_path / "ckpt"
-    cmd = stage1_cmd(tiny_recipe, train_shards, ckpt)
-    proc = launch.start(cmd, tmp_path / "log1.txt")
-    launch.wait_for(lambda: (ckpt / "latest").exists(), timeout=300, proc=proc)
-    launch.kill_tree(proc, signal.SIGKILL)
-    killed_at = (ckpt / "latest").read_text().strip()
-    assert killed_at != f"step_{STEPS:08d}", "the run finished before it could be killed"
-
-    assert launch.run(cmd, tmp_path / "log2.txt", timeout=300) == 0, (tmp_path / "log2.txt").read_text()[-4000:]
-    assert f"resuming from {ckpt / killed_at}" in (tmp_path / "log2.txt").read_text()
+    launch.kill9_and_resume(stage1_cmd(tiny_recipe, train_shards, ckpt), ckpt, tmp_path)
     want, got = consolidated(stage1), consolidated(ckpt)
     assert want.keys() == got.keys()
     different = [name for name in want if not torch.equal(want[name], got[name])]
