@@ -323,3 +323,39 @@ def test_activation_checkpointing_is_a_training_key(tiny_recipe, on):
     job = AffectGPTJob(c)
     ds_config = fill(load_template(template_path(c)), c, world_size=1, bf16=False, hidden_size=job.hidden_size)
     assert job.build_model(ds_config).llm.is_activation_checkpointing is on
+
+
+def test_study_grid_has_a_finetune_axis_without_lora_on_a_random_llm(tmp_path):
+    from affectgpt.study import ShardPaths, StudyConfig, cells
+
+    recipe = ROOT / "configs" / "models" / "llama-tiny.yaml"
+    study = StudyConfig(name="s", out=tmp_path, shards=ShardPaths(tmp_path, tmp_path, tmp_path), backbones=[recipe],
+                        inits=["stage1+stage2", "random-llm+stage1+stage2"], finetunes=["full", "lora"],
+                        baselines=["untrained"])
+    assert [(cell, init, finetune) for cell, _, init, finetune in cells(study)] == [
+        ("llama-tiny/stage1+stage2", "stage1+stage2", "full"),
+        ("llama-tiny/stage1+stage2/lora", "stage1+stage2", "lora"),
+        ("llama-tiny/random-llm+stage1+stage2", "random-llm+stage1+stage2", "full"),
+    ]
+    with pytest.raises(ValueError, match="finetunes"):
+        StudyConfig(name="s", out=tmp_path, shards=ShardPaths(tmp_path, tmp_path, tmp_path), backbones=[recipe],
+                    finetunes=["qlora"], baselines=["untrained"])
+
+
+def test_lora_freezes_the_llm_but_its_adapters(tiny_recipe):
+    from affectgpt.config import load_config
+    from affectgpt.model import AffectGPT, AffectGPTConfig
+    from affectgpt.model.lora import LoraConfig, add_lora
+
+    model = AffectGPT.from_config(load_config(AffectGPTConfig, tiny_recipe))
+    full = sum(p.numel() for p in model.llm.parameters() if p.requires_grad)
+    add_lora(model.llm, LoraConfig(r=4))
+    trainable = {n for n, p in model.llm.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    projections = {n.split(".")[-4] for n in trainable}  # ...<proj>.lora_A.default.weight
+    assert projections == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert sum(p.numel() for n, p in model.llm.named_parameters() if n in trainable) < full / 10
+    assert all(p.requires_grad for p in model.video.proj.parameters())  # the adapter modules still train
+    with pytest.raises(ValueError, match="lora.target_modules"):
+        add_lora(AffectGPT.from_config(load_config(AffectGPTConfig, tiny_recipe)).llm,
+                 LoraConfig(target_modules=["no_such_proj"]))
