@@ -60,8 +60,8 @@ def main() -> int:
     backend = resolve_attn_implementation("auto")
     log.info("device %s, attention backend %s, bf16 matmul peak %.1f TFLOP/s", device, backend, peak / 1e12)
     rows = []
-    for name, llm in (("tiny", args.zoo / "llm" / "qwen2-tiny"),
-                      ("toy-llm" if args.dry_run else "qwen2.5-0.5b-arch", _large_llm(args, TOY if args.dry_run else QWEN_05B))):
+    large = ("toy-llm", TOY) if args.dry_run else ("qwen2.5-0.5b-arch", QWEN_05B)
+    for name, llm in (("tiny", args.zoo / "llm" / "qwen2-tiny"), (large[0], _large_llm(args, large[1]))):
         rows.append(check_model(name, _recipe(args.zoo, llm, backend), device, steps, batch_size, peak))
     env = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
            "attention": backend, "peak_tflops": peak / 1e12, "dry_run": args.dry_run}
@@ -139,12 +139,10 @@ def check_model(name: str, recipe, device: torch.device, steps: int, batch_size:
     model.eval()
     texts = model.generate(samples[:2], max_new_tokens=8)
     row["generated"] = len(texts) == 2 and all(isinstance(t, str) for t in texts)
-    log.info("%s: %s", name, row)
-    del model, optimizer
     if device.type == "cuda":
         row["max_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    log.info("%s: %s", name, row)
     return row
 
 
@@ -166,8 +164,9 @@ def _sync(device: torch.device) -> None:
 
 
 def to_markdown(rows: list[dict], env: dict) -> str:
+    dry = " [DRY RUN, CPU]" if env["dry_run"] else ""
     lines = [f"GPU check: {env['device']}, torch {env['torch']}, attention {env['attention']}, "
-             f"bf16 matmul peak {env['peak_tflops']:.1f} TFLOP/s (measured here){' [DRY RUN, CPU]' if env['dry_run'] else ''}",
+             f"bf16 matmul peak {env['peak_tflops']:.1f} TFLOP/s (measured here){dry}",
              "",
              "| model | params M | loss padded | loss packed | packed == padded | padded tok/s | packed tok/s "
              "| padded MFU | packed MFU | padding saved | generate |",

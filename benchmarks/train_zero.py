@@ -37,6 +37,8 @@ from affectgpt.net import free_port
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("benchmarks.train_zero")
 STRATEGIES = ("zero3", "zero2", "ddp")
+SENTENCE = ("The person raises their eyebrows and speaks quickly with a rising pitch; the words express "
+            "astonishment, so the emotional state is surprise.")
 # The config keys each variant sets over the padded, full-parameter, fp32 (CPU) run.
 VARIANTS = {
     "padded": [],
@@ -189,7 +191,7 @@ def startup_worker(args: argparse.Namespace) -> int:
     import deepspeed
 
     if args.worker_startup == "skip":
-        from affectgpt.train.session import _skip_unused_cpu_comm_build, input_tokens
+        from affectgpt.train.session import _skip_unused_cpu_comm_build
 
         _skip_unused_cpu_comm_build("cpu")
     deepspeed.init_distributed()
@@ -227,7 +229,7 @@ def worker(args: argparse.Namespace) -> int:
     from affectgpt.train.config import TrainConfig
     from affectgpt.train.ds_config import fill, load_template, template_path
     from affectgpt.train.flops import count_flops
-    from affectgpt.train.session import _skip_unused_cpu_comm_build
+    from affectgpt.train.session import _skip_unused_cpu_comm_build, input_tokens
 
     _skip_unused_cpu_comm_build(get_accelerator().device_name())
     deepspeed.init_distributed()
@@ -293,8 +295,7 @@ def samples(model_cfg, n: int, rank: int = 0) -> list[dict]:
         "name": f"bench_{i}", "frames": rng.integers(0, 255, (frames, size, size, 3), dtype=np.uint8),
         "audio": (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), "has_audio": True,
         "subtitle": "I really did not expect to see you here today, it is such a surprise.",
-        "description": " ".join(["The person raises their eyebrows and speaks quickly with a rising pitch; the "
-                                 "words express astonishment, so the emotional state is surprise."] * (1 + (i + rank) % 4)),
+        "description": " ".join([SENTENCE] * (1 + (i + rank) % 4)),
         "labels": ["surprise", "happiness"], "split": "bench",
     } for i in range(n)]
 

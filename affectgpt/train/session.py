@@ -227,11 +227,11 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                 batch = {k: v.to(engine.device, non_blocking=True) if torch.is_tensor(v) else v
                          for k, v in micro_batch.items()}
 
-                def micro_step(batch: dict[str, Any] = batch) -> torch.Tensor:
+                def micro_step(batch: dict[str, Any] = batch, targets: int = global_targets) -> torch.Tensor:
                     # The LLM sums this micro-batch's token losses and divides by the global count; DeepSpeed
                     # averages gradients over ranks, which the factor world_size undoes, and scale_wrt_gas=False
                     # keeps it from dividing by the accumulation steps: the gradient is that of the global mean.
-                    loss = engine(**batch, num_items_in_batch=global_targets).loss
+                    loss = engine(**batch, num_items_in_batch=targets).loss
                     engine.backward(loss * manager.world_size, scale_wrt_gas=False)
                     return loss
 

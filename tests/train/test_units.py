@@ -32,8 +32,9 @@ def test_stage_configs_load_and_unknown_keys_are_rejected():
 
 
 def test_feature_keys_are_accepted():
-    c = cfg("data.packed=true", "model.activation_checkpointing=true", "model.activation_checkpointing_every_n_layers=2",
-            "finetune=lora", "lora.r=8", "lora.target_modules=[q_proj,v_proj]", "dist.precision=bf16")
+    c = cfg("data.packed=true", "model.activation_checkpointing=true",
+            "model.activation_checkpointing_every_n_layers=2", "finetune=lora", "lora.r=8",
+            "lora.target_modules=[q_proj,v_proj]", "dist.precision=bf16")
     assert c.data.packed is True and c.model.activation_checkpointing_every_n_layers == 2
     assert c.lora_config().r == 8 and c.lora_config().target_modules == ["q_proj", "v_proj"]
     assert cfg().data.packed is None and cfg().lora_config() is None  # auto packing; full fine-tuning
@@ -63,10 +64,12 @@ def test_lora_on_a_random_llm_is_refused(tiny_recipe):
 def test_token_counts_follow_the_shifted_labels():
     from affectgpt.train.session import input_tokens, target_tokens
 
-    padded = {"input_ids": torch.zeros(2, 5, dtype=torch.long), "attention_mask": torch.tensor([[1] * 5, [1, 1, 1, 0, 0]]),
+    padded = {"input_ids": torch.zeros(2, 5, dtype=torch.long),
+              "attention_mask": torch.tensor([[1] * 5, [1, 1, 1, 0, 0]]),
               "labels": torch.tensor([[7, -100, 3, 4, 5], [-100, 6, 6, -100, -100]])}
     assert target_tokens(padded) == 5 and input_tokens(padded) == 8  # the first label of a row predicts nothing
-    packed = {"input_ids": torch.zeros(1, 8, dtype=torch.long), "labels": torch.tensor([[-100, -100, 3, 4, -100, 6, 6, 6]])}
+    packed = {"input_ids": torch.zeros(1, 8, dtype=torch.long),
+              "labels": torch.tensor([[-100, -100, 3, 4, -100, 6, 6, 6]])}
     assert target_tokens(packed) == 5 and input_tokens(packed) == 8
 
 
