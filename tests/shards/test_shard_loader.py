@@ -32,6 +32,16 @@ def test_samples_have_the_contract_shape(tmp_path, make_shards, num_workers):
     assert isinstance(sample["labels"], list) and isinstance(sample["has_audio"], bool)
 
 
+def test_starting_workers_leaves_the_global_torch_rng_alone(tmp_path, make_shards):
+    """Training draws dropout masks from the global RNG; a resumed run starts the workers at another point."""
+    make_shards(tmp_path, COUNTS)
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    next(iter(loader(tmp_path, num_workers=1)))
+    assert torch.equal(torch.rand(3), want)
+
+
 def stack_frames(samples):
     return {"frames": torch.from_numpy(np.stack([s["frames"] for s in samples])), "names": [s["name"] for s in samples]}
 
