@@ -1,8 +1,10 @@
-"""benchmarks/gpu_check.sh --dry-run: the GPU check's steps on CPU at toy size (bf16 training padded and packed,
+"""benchmarks/gpu_check.sh --dry-run: the GPU check's steps on CPU at toy size (prepare: zoo entries and shards;
+check: bf16 training padded and packed in plain torch and through launcher/train.py with DeepSpeed ZeRO-3,
 packed == padded, backend selection, generation, the table), so the script a GPU session runs is known to work."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,32 +14,58 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
+SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 
 
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PREP": str(tmp_path / "prep"), "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"),
+            "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.integration
 def test_dry_run_writes_the_table(tmp_path):
-    from affectgpt.model.zoo import build_zoo
-
-    zoo = tmp_path / "models"
-    build_zoo(zoo, only=["llm/qwen2-tiny", "video/clip-tiny", "audio/whisper-tiny"], seed=0)
-    env = {**os.environ, "ZOO": str(zoo), "OUT": str(tmp_path / "out"), "PYTHON": sys.executable,
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = _env(tmp_path)
+    prep = subprocess.run(["bash", str(SCRIPT), "--prepare", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert prep.returncode == 0, (prep.stdout + prep.stderr)[-4000:]
+    assert 'carry=["' in prep.stdout  # it prints the device call to make
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert report["env"]["dry_run"] and report["env"]["attention"] == "sdpa"
-    assert [r["model"] for r in report["rows"]] == ["tiny", "toy-llm"]
+    layouts = [(r["model"], r["path"], r["layout"]) for r in report["rows"]]
+    assert layouts == [("tiny", "torch", "padded"), ("tiny", "torch", "packed"), ("toy-llm", "torch", "padded"),
+                       ("toy-llm", "torch", "packed"), ("tiny", "zero3", "padded"), ("tiny", "zero3", "packed")]
     for row in report["rows"]:
-        assert row["packed_equals_padded"] and row["generated"], row
-        assert row["packed_row_tokens"] < row["padded_row_tokens"]  # the batch's rows differ in length
-        assert row["padded_tokens_per_s"] > 0 and 0 < row["padded_mfu"] < 1
+        assert row["ok"], row
+        assert row["tokens_per_s"] > 0 and 0 < row["mfu"] < 1, row
+        if row["layout"] == "packed":
+            assert row["packed_equals_padded"], row
+    torch_rows = {r["layout"]: r for r in report["rows"] if r["path"] == "torch" and r["model"] == "tiny"}
+    assert torch_rows["packed"]["row_tokens"] < torch_rows["padded"]["row_tokens"]  # packing dropped the padding
+    assert all(r["steps"] == 3 for r in report["rows"] if r["path"] == "zero3")
+    assert {r["precision"] for r in report["rows"] if r["path"] == "torch"} == {"bf16"}
     table = (tmp_path / "out" / "gpu_check.md").read_text()
-    assert table in proc.stdout and "| tiny |" in table
+    assert table.strip() in proc.stdout and "| tiny | 1.2 | zero3 | fp32 | packed |" in table
+    assert "zero3 packed" in (tmp_path / "out" / "gpu_check.log").read_text()  # the trainer's own log
 
 
-def test_missing_zoo_is_named(tmp_path):
-    env = {**os.environ, "ZOO": str(tmp_path / "nothing"), "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "llm/qwen2-tiny is missing" in proc.stderr
+def test_missing_preparation_is_named(tmp_path):
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], cwd=ROOT, env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "llm/qwen2-tiny is missing" in proc.stderr and "--prepare" in proc.stderr
+
+
+def test_packed_loss_off_by_more_than_bf16_fails_the_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = gpu_check  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(gpu_check)
+    finally:
+        del sys.modules["gpu_check"]
+    assert gpu_check._agreement(9.01, 9.0)["ok"]
+    far = gpu_check._agreement(9.5, 9.0)
+    assert not far["ok"] and "NO" in far["check"]
