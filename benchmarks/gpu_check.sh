@@ -7,7 +7,7 @@
 # + the trainer logs in gpu_check.log). Details: benchmarks/gpu_check.py.
 #
 #   benchmarks/gpu_check.sh --prepare             # HERE (where the project is installed): fills .gpu_check/
-#   benchmarks/gpu_check.sh                       # on the GPU machine; ~3-5 minutes on an H200
+#   benchmarks/gpu_check.sh                       # on the GPU machine (estimated 3-5 min; never run yet)
 #   benchmarks/gpu_check.sh --prepare --dry-run   # then: benchmarks/gpu_check.sh --dry-run  (CPU, toy size; CI)
 #
 # --prepare builds what the GPU machine (device tool, nvidia-h200: Python 3.12, torch 2.11, transformers 5.17;
@@ -33,7 +33,7 @@ for arg in "$@"; do
     case $arg in
         --prepare) prepare=1 ;;
         --dry-run) dry=(--dry-run) ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "gpu_check: unknown argument $arg (see --help)" >&2; exit 2 ;;
     esac
 done
