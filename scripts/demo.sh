@@ -31,10 +31,10 @@ done
 $AG ray down --dir "$OUT/ray"
 trap - EXIT
 
-stage "3/7 build the local model zoo (tiny backbones and encoders)"
-$AG zoo build --out models
+stage "3/7 build the entries of the local model zoo the demo uses (two tiny backbones and two encoders)"
+$AG zoo build --out models --only llm/llama-tiny llm/qwen2-tiny video/clip-tiny audio/whisper-tiny
 
-stage "4/7 study: Stage 1 + Stage 2 vs Stage 2 only, 2 ZeRO-3 ranks, selected on val, then tested with baselines"
+stage "4/7 study: 2 backbones x (Stage 1 + Stage 2 vs Stage 2 only), 2 ZeRO-3 ranks, selected on val, then tested with baselines"
 $AG study --config configs/studies/demo.yaml out="$OUT/study" shards.coarse="$OUT/shards/coarse" \
   shards.fine="$OUT/shards/fine" shards.val="$OUT/shards/val" shards.test="$OUT/shards/test" \
   train_labels="$OUT/corpus/fine.csv"

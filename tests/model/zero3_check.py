@@ -1,6 +1,6 @@
 """Run by test_zero3.py in a fresh process (one rank, gloo): AffectGPT under DeepSpeed ZeRO-3.
 
-  python tests/model/zero3_check.py ZOO OUT_DIR
+  python tests/model/zero3_check.py ZOO OUT_DIR [LLM_DIR]     (LLM_DIR: default ZOO/llm/qwen2-tiny)
 
 Checks that the model is partitioned at construction, that its ZeRO-3 loss equals the plain model's (padded
 and packed), that it trains, generates and exports (consolidated state dict -> save_pretrained -> reload).
@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 ZOO, OUT = sys.argv[1], sys.argv[2]
-RECIPE = {"llm": f"{ZOO}/llm/qwen2-tiny", "num_frames": 4, "pre_fusion_tokens": 2,
+LLM = sys.argv[3] if len(sys.argv) > 3 else f"{ZOO}/llm/qwen2-tiny"
+LR = 3e-5 if len(sys.argv) > 3 else 1e-3  # a pretrained backbone diverges at the tiny model's rate
+RECIPE = {"llm": LLM, "num_frames": 4, "pre_fusion_tokens": 2,
           "video": {"encoder": f"{ZOO}/video/clip-tiny", "num_queries": 4},
           "audio": {"encoder": f"{ZOO}/audio/whisper-tiny", "fusion": "attention", "num_queries": 3}}
 DS = {"train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 1, "zero_optimization": {"stage": 3},
@@ -45,6 +47,7 @@ def main() -> None:
     torch.manual_seed(0)
     plain = AffectGPT.from_config(cfg).train()
     reference = {packed: plain(**plain.collator(packed=packed)(batch)).loss.item() for packed in (False, True)}
+    del plain  # one copy of a real backbone at a time
 
     # The shared-memory all-reduce DeepSpeed would compile on CPU (~100 s) serves inference only.
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
@@ -52,9 +55,14 @@ def main() -> None:
     keep = HfDeepSpeedConfig(DS)  # noqa: F841  (transformers partitions at load while this lives)
     torch.manual_seed(0)
     model = AffectGPT.from_config(cfg)
-    assert model.llm.get_input_embeddings().weight.numel() == 0, "LLM not partitioned at construction"
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    # transformers builds a grown embedding (new placeholder tokens) whole, for deepspeed.initialize to
+    # partition; every other LLM weight is partitioned as it loads.
+    embedding = model.llm.get_input_embeddings().weight
+    whole = [n for n, p in model.llm.named_parameters() if p.numel() and p is not embedding]
+    assert not whole, f"LLM not partitioned at construction: {whole[:3]}"
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR)
     engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=DS)
+    assert all(p.numel() == 0 for p in model.parameters()), "parameters left unpartitioned by deepspeed.initialize"
     engine.train()
     for packed in (False, True):
         loss = engine(**model.collator(packed=packed)(batch)).loss
