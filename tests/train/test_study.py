@@ -7,7 +7,8 @@ import pytest
 from mlflow import MlflowClient
 
 from affectgpt.compare import collect
-from affectgpt.study import EvalSection, LaunchSection, SelectSection, ShardPaths, Study, StudyConfig
+from affectgpt.eval.generate import EvalConfig
+from affectgpt.study import LaunchSection, SelectSection, ShardPaths, Study, StudyConfig
 from affectgpt.tracking import TrackingConfig
 
 from .conftest import pack_split
@@ -27,7 +28,7 @@ def study_cfg(tiny_recipe, train_shards, synth_corpus, tmp_path_factory, monkeyp
     return StudyConfig(
         name="study-test", out=root / "out",
         shards=ShardPaths(coarse=train_shards["coarse"], fine=train_shards["fine"], test=test, val=val),
-        select=SelectSection(rule="best-val", every=2), eval=EvalSection(max_new_tokens=24),
+        select=SelectSection(rule="best-val", every=2), eval=EvalConfig(max_new_tokens=24),
         backbones=[tiny_recipe], inits=["stage1+stage2", "stage2-only"],
         train_labels=synth_corpus / "fine.csv",
         stage1_overrides=quick, stage2_overrides=quick, launch=LaunchSection(nproc=2),
