@@ -25,28 +25,26 @@ def zoo(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def smollm2_dir() -> Path:
-    """SmolLM2-135M converted once into the repo's .cache/ (the GGUF dequantisation takes ~30 s)."""
+def cached_zoo_entry(entry: str) -> Path:
+    """A real LLM converted once into the repo's .cache/ (GGUF dequantisation takes 30-60 s); skipped when its
+    PyPI package is not installed."""
     from affectgpt.model.zoo import build_zoo
 
     root = Path(__file__).resolve().parents[2] / ".cache" / "zoo"
-    status = build_zoo(root, only=["llm/smollm2-135m"])
-    if status["llm/smollm2-135m"].startswith("failed"):
-        pytest.skip(status["llm/smollm2-135m"])
-    return root / "llm" / "smollm2-135m"
+    status = build_zoo(root, only=[entry])
+    if status[entry].startswith("failed"):
+        pytest.skip(status[entry])
+    return root / entry
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    return cached_zoo_entry("llm/smollm2-135m")
 
 
 @pytest.fixture(scope="session")
 def gemma3_dir() -> Path:
-    """Gemma-3-270M base converted once into the repo's .cache/ (assembling and dequantising takes ~60 s)."""
-    from affectgpt.model.zoo import build_zoo
-
-    root = Path(__file__).resolve().parents[2] / ".cache" / "zoo"
-    status = build_zoo(root, only=["llm/gemma3-270m"])
-    if status["llm/gemma3-270m"].startswith("failed"):
-        pytest.skip(status["llm/gemma3-270m"])
-    return root / "llm" / "gemma3-270m"
+    return cached_zoo_entry("llm/gemma3-270m")
 
 
 @pytest.fixture
