@@ -28,6 +28,7 @@ class FixedBatches:
 
     def __init__(self, micro_batches: list[dict[str, Any]]):
         self.micro_batches = micro_batches
+        self.skipped: list[str] = []  # no corrupt samples to replace: the batches are fixed
 
     def __iter__(self):
         return iter(self.micro_batches)
