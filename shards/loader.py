@@ -84,13 +84,19 @@ def _identity(items: Any) -> Any:
 
 def _sigterm_only_from(trainer: int, worker_id: int) -> None:
     """Worker start-up: SIGTERM ends this worker only when the training process ``trainer`` sends it (see the
-    module docstring). Blocked in every thread, it is taken by one waiting thread that knows the sender."""
+    module docstring). Blocked in every thread, it is taken by one waiting thread that knows the sender.
+
+    The same thread ends the worker once the trainer is gone. torch's own watchdog lets the worker return, but
+    its exit then joins the result queue's feeder thread, which can block for ever on a pipe that a sibling
+    worker (forked with its read end) keeps open."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
     def wait() -> None:
-        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != trainer:
-            pass
-        os._exit(0)  # stopped as asked: a non-zero code would make torch report a worker failure
+        while True:
+            info = signal.sigtimedwait({signal.SIGTERM}, 1.0)
+            if (info is not None and info.si_pid == trainer) or os.getppid() != trainer:
+                # Stopped as asked, or orphaned: a non-zero code would make torch report a worker failure.
+                os._exit(0)
 
     threading.Thread(target=wait, name="sigterm-from-trainer", daemon=True).start()
 
