@@ -182,18 +182,12 @@ class ShardLoader:
             # A generator of its own: starting the workers must not draw from the global torch RNG that the
             # training step uses (dropout), as a resumed run starts them at another point of that stream.
             workers_seed = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            # Workers are forked with SIGTERM blocked (the mask is inherited), so one that arrives before a
-            # worker's init has set up its handling waits for it instead of killing the worker.
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-            try:
-                items = iter(torch.utils.data.DataLoader(
-                    stream, batch_size=None, num_workers=self.num_workers, prefetch_factor=PREFETCH,
-                    collate_fn=_identity, pin_memory=self.pin_memory,
-                    worker_init_fn=functools.partial(_sigterm_only_from, os.getpid()),
-                    generator=workers_seed,
-                ))
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            items = iter(torch.utils.data.DataLoader(
+                stream, batch_size=None, num_workers=self.num_workers, prefetch_factor=PREFETCH,
+                collate_fn=_identity, pin_memory=self.pin_memory,
+                worker_init_fn=functools.partial(_sigterm_only_from, os.getpid()),
+                generator=workers_seed,
+            ))
         for item in items:
             self.position += 1
             if item is not None:
