@@ -32,7 +32,9 @@ log = logging.getLogger("benchmarks.demo_training")
 
 def transformers_rule(hidden: int) -> dict:
     """zero3.json with the values transformers' DeepSpeed integration derives from the hidden size alone."""
-    template = json.loads((ROOT / "affectgpt" / "train" / "deepspeed" / "zero3.json").read_text())
+    from affectgpt.train.ds_config import TEMPLATE_DIR, load_template
+
+    template = load_template(TEMPLATE_DIR / "zero3.json")
     template["zero_optimization"].update(
         reduce_bucket_size=hidden * hidden, stage3_prefetch_bucket_size=int(0.9 * hidden * hidden),
         stage3_param_persistence_threshold=10 * hidden)
