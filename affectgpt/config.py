@@ -177,11 +177,20 @@ def config_from_args(cls: type[T], args: argparse.Namespace, overrides: bool = T
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """``name: text`` lines of the class docstring (continued by more indented lines), by field name."""
+    """``name: text`` lines of the class docstring (continued by more indented lines), by field name; an
+    inherited field's help comes from the dataclass base that declares it, unless the class restates it."""
     names = {f.name for f in dataclasses.fields(cls)}
     docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_docstring_fields(klass.__doc__ or "", names))
+    return docs
+
+
+def _docstring_fields(doc: str, names: set[str]) -> dict[str, str]:
+    docs: dict[str, str] = {}
     current = None
-    for line in (cls.__doc__ or "").splitlines():
+    for line in doc.splitlines():
         match = re.match(r"^(\s*)(\w+): (.+)$", line)
         if match and match[2] in names:
             current, indent = match[2], len(match[1])

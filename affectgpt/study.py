@@ -225,12 +225,12 @@ class Study:
 
     def _select_overrides(self) -> list[str]:
         """Stage 2's validation: the test evaluation's generation settings, so both score the same way."""
-        s, e = self.cfg.select, self.cfg.eval
+        s = self.cfg.select
         if s.rule == "last":
             return []
         return [f"eval.shards={self.cfg.shards.val}", f"eval.every={s.every}", f"eval.metric={s.metric}",
-                f"eval.samples={'null' if s.samples is None else s.samples}", f"eval.batch_size={e.batch_size}",
-                f"eval.max_new_tokens={e.max_new_tokens}", f"eval.repetition_penalty={e.repetition_penalty}"]
+                f"eval.samples={'null' if s.samples is None else s.samples}",
+                *(f"eval.{key}={value}" for key, value in self.cfg.eval.generation().items())]
 
     def _train_stage(self, root: Path, stage: int, config: Path, shards: Path, overrides: list[str],
                      best: bool = False) -> Path:

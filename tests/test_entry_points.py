@@ -118,6 +118,21 @@ def test_flags_are_generated_from_the_dataclass_with_its_defaults_and_help():
         assert line in " ".join(text.split()), (line, text)
 
 
+def test_an_inherited_setting_has_the_help_of_its_base_unless_restated():
+    from affectgpt.config import field_docs
+
+    @dataclasses.dataclass
+    class _Deeper(_Section):
+        """A section that extends another.
+
+        names: restated here
+        """
+
+        width: int = 1
+
+    assert field_docs(_Deeper) == {"depth": "how deep", "names": "restated here"}
+
+
 def test_file_then_flags_then_overrides(tmp_path):
     config = tmp_path / "settings.yaml"
     config.write_text("out: a\nrate: 0.1\nsection: {depth: 1}\n", encoding="utf-8")
@@ -135,15 +150,38 @@ def test_missing_and_unknown_settings_are_named(tmp_path):
         _parse(["--out", "a", "section.width=2"])
 
 
-def test_eval_defaults_are_stated_once():
-    """The eval command, the study's eval section and EvalConfig share one default per setting."""
+def test_generation_settings_are_declared_once():
+    """Eval, the study's eval section, a bench suite and training's validation generate with the settings of
+    one class (one default each, help from its docstring), and the eval command shares the study's defaults."""
     from affectgpt.commands.eval import EvalCommandConfig
-    from affectgpt.eval.generate import EvalConfig
+    from affectgpt.config import field_docs
+    from affectgpt.eval.bench import SuiteConfig
+    from affectgpt.eval.generate import EvalConfig, GenerationConfig
     from affectgpt.study import StudyConfig
+    from affectgpt.train.config import EvalSection
 
+    shared = {f.name for f in dataclasses.fields(GenerationConfig)}
+    assert shared == {"batch_size", "max_new_tokens", "repetition_penalty"}
+    for cls in (EvalConfig, SuiteConfig, EvalSection):
+        assert issubclass(cls, GenerationConfig), cls
+        assert not shared & set(vars(cls).get("__annotations__", {})), f"{cls.__name__} redeclares a setting"
+    assert set(field_docs(EvalConfig)) >= shared
     hints = {f.name: f for f in dataclasses.fields(StudyConfig)}
     assert hints["eval"].default_factory is EvalConfig
     assert EvalCommandConfig(model=Path("m"), shards="s", out=Path("o")).eval == EvalConfig()
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["eval"]
     text = " ".join(sub.format_help().split())
-    assert f"(default: {EvalConfig().batch_size})" in text and f"(default: {EvalConfig().max_new_tokens})" in text
+    defaults = GenerationConfig()
+    assert f"--max-new-tokens MAX_NEW_TOKENS description length limit (default: {defaults.max_new_tokens})" in text
+    assert f"samples per generate call (default: {defaults.batch_size})" in text
+
+
+def test_training_validation_generates_shorter_in_the_shipped_stage_configs():
+    """The stage configs, not a second default, say that validation generates less than ``affectgpt eval``."""
+    from affectgpt.eval.generate import GenerationConfig
+    from affectgpt.train.config import TrainConfig
+
+    for stage in ("stage1.yaml", "stage2.yaml"):
+        cfg = load_config(TrainConfig, ROOT / "configs" / stage).eval
+        assert cfg.max_new_tokens < GenerationConfig().max_new_tokens, stage
+        assert cfg.batch_size < GenerationConfig().batch_size, stage

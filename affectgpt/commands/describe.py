@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from affectgpt.eval.generate import EvalConfig
+from affectgpt.eval.generate import GenerationConfig
 
 HELP = "describe one video clip with a model and extract its emotion labels"
 log = logging.getLogger(__name__)
@@ -25,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("clip", type=Path, help="video file (.mp4, .avi, .mkv, .mov)")
     p.add_argument("--model", type=Path, required=True, help="model directory (AffectGPT.save_pretrained)")
     p.add_argument("--subtitle", default="", help="what is said in the clip (goes into the prompt)")
-    p.add_argument("--max-new-tokens", type=int, default=EvalConfig.max_new_tokens,
-                   help=f"description length limit (default: {EvalConfig.max_new_tokens}, as affectgpt eval)")
+    p.add_argument("--max-new-tokens", type=int, default=GenerationConfig.max_new_tokens,
+                   help=f"description length limit (default: {GenerationConfig.max_new_tokens}, as affectgpt eval)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from affectgpt.atomic import write_atomic
 from affectgpt.eval.extract import Extractor
-from affectgpt.eval.generate import EvalConfig, evaluate_split
+from affectgpt.eval.generate import EvalConfig, GenerationConfig, evaluate_split
 from affectgpt.eval.tasks import PRIMARY, TASKS
 
 log = logging.getLogger(__name__)
@@ -48,19 +48,27 @@ class BenchCorpus:
             raise ValueError(f"corpus {self.name}: task must be one of {', '.join(TASKS)}, got {self.task!r}")
 
 
-@dataclass
-class SuiteConfig:
+@dataclass(kw_only=True)
+class SuiteConfig(GenerationConfig):
+    """A suite: its corpora, and how every one of them is described (``GenerationConfig``) and scored.
+
+    name: the suite
+    corpora: the corpora, each scored by its task
+    root: relative shard paths resolve against it (none: the working directory)
+    wheels: emotion-wheel TSVs (none: the shipped wheel)
+    limit: the first N samples of each corpus (smoke runs)
+    bootstrap: bootstrap resamples for the 95% intervals, 0 for none
+    """
+
     name: str
     corpora: list[BenchCorpus]
     root: Path | None = None
     wheels: list[Path] = field(default_factory=list)
-    batch_size: int = 8
-    max_new_tokens: int = 160
-    repetition_penalty: float = 1.0
-    limit: int | None = None  # the first N samples of each corpus (smoke runs)
-    bootstrap: int = 1000
+    limit: int | None = None
+    bootstrap: int = EvalConfig.bootstrap
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.corpora:
             raise ValueError(f"suite {self.name}: no corpora")
         names = [c.name for c in self.corpora]
@@ -92,9 +100,8 @@ def run_bench(model: Any, model_name: str, suites: list[SuiteConfig], out: Path,
     scores = []
     for suite in suites:
         for corpus in suite.corpora:
-            cfg = EvalConfig(batch_size=suite.batch_size, max_new_tokens=suite.max_new_tokens,
-                             repetition_penalty=suite.repetition_penalty, limit=suite.limit,
-                             gt_source=corpus.gt_source, bootstrap=suite.bootstrap, seed=seed, task=corpus.task,
+            cfg = EvalConfig(**suite.generation(), limit=suite.limit, gt_source=corpus.gt_source,
+                             bootstrap=suite.bootstrap, seed=seed, task=corpus.task,
                              wheels=list(wheels or suite.wheels))
             log.info("bench %s: %s/%s (%s)", model_name, suite.name, corpus.name, corpus.task)
             m = evaluate_split(model, suite.shards(corpus), out / suite.name / corpus.name, cfg, extractor,

@@ -13,7 +13,7 @@ import io
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,14 +29,37 @@ PREDICTIONS_FILE = "predictions.csv"
 METRICS_FILE = "metrics.json"
 
 
-@dataclass
-class EvalConfig:
-    """How a split is described and scored (``affectgpt eval``, the study's ``eval`` section, training's
-    evaluation).
+@dataclass(kw_only=True)
+class GenerationConfig:
+    """How descriptions are generated: the settings every describer shares (``affectgpt eval``, a study's
+    ``eval`` section, a bench suite, training's validation), each with its one default.
 
-    batch_size: clips per generate call
+    batch_size: samples per generate call
     max_new_tokens: description length limit
     repetition_penalty: > 1 discourages the word loops small or briefly trained models fall into (1.0: greedy)
+    """
+
+    batch_size: int = 8
+    max_new_tokens: int = 160
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError(f"batch_size and max_new_tokens must be >= 1, got {self.batch_size}, "
+                             f"{self.max_new_tokens}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+    def generation(self) -> dict[str, Any]:
+        """The generation settings alone, to hand on to another config that shares them."""
+        return {f.name: getattr(self, f.name) for f in fields(GenerationConfig)}
+
+
+@dataclass(kw_only=True)
+class EvalConfig(GenerationConfig):
+    """How a split is described and scored (``affectgpt eval``, the study's ``eval`` section, a bench corpus);
+    the generation settings are ``GenerationConfig``'s.
+
     limit: evaluate only the first N samples of the split (smoke runs)
     gt_source: ground truth from the samples' label lists (labels), extracted from the reference descriptions
         (description, e.g. EMER-Fine, which has no label column), or labels if any sample has some (auto)
@@ -47,9 +70,6 @@ class EvalConfig:
         and their mean (none: the shipped wheel)
     """
 
-    batch_size: int = 8
-    max_new_tokens: int = 160
-    repetition_penalty: float = 1.0
     limit: int | None = None
     gt_source: Literal["auto", "labels", "description"] = "auto"
     bootstrap: int = 1000
@@ -58,12 +78,9 @@ class EvalConfig:
     wheels: list[Path] = field(default_factory=list, metadata={"flag": "wheel"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("batch_size and max_new_tokens must be >= 1")
-        if self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
 

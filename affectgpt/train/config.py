@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from affectgpt.eval.generate import GenerationConfig
 from affectgpt.eval.tasks import TASKS
 from affectgpt.model.lora import LoraConfig
 from affectgpt.tracking import TrackingConfig
@@ -123,28 +124,26 @@ class CheckpointSection:
             raise ValueError(f"checkpoint.keep_last must be >= 1, got {self.keep_last}")
 
 
-@dataclass
-class EvalSection:
+@dataclass(kw_only=True)
+class EvalSection(GenerationConfig):
     """Evaluation during training: every ``every`` steps all ranks describe their share of the validation
     samples, rank 0 scores them as ``affectgpt eval`` does and logs ``eval/*`` at that step; the step with the
-    highest ``eval/<metric>`` so far is checkpointed and named by ``<checkpoint.dir>/best``."""
+    highest ``eval/<metric>`` so far is checkpointed and named by ``<checkpoint.dir>/best``. Generation
+    (``batch_size`` per rank, ``max_new_tokens``, ``repetition_penalty``) is ``GenerationConfig``'s; the
+    shipped stage configs keep validation short."""
 
     shards: Path | None = None  # the validation split's shard dir (val.csv packed); None: no evaluation
     every: int = 50  # optimizer steps between evaluations
     samples: int | None = None  # the first N validation samples; None: all of them
     metric: str = "avg"  # selects the best step: eval/<metric>, higher is better (avg: level-2 Avg)
     task: str = "open_vocabulary"  # how the validation ground truth is scored (affectgpt.eval.tasks)
-    batch_size: int = 4  # samples per generate call per rank
-    max_new_tokens: int = 64
-    repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.every < 1:
             raise ValueError(f"eval.every must be >= 1, got {self.every}")
         if self.samples is not None and self.samples < 1:
             raise ValueError(f"eval.samples must be >= 1, got {self.samples}")
-        if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("eval.batch_size and eval.max_new_tokens must be >= 1")
         if self.task not in TASKS:
             raise ValueError(f"eval.task must be one of {', '.join(TASKS)}, got {self.task!r}")
 

@@ -48,8 +48,7 @@ class Validation:
         mine = samples[rank * share : (rank + 1) * share]
         self.real = len(mine)  # the rest repeats a sample so that every rank runs as many batches
         self.samples = mine + [samples[-1]] * (share - len(mine))
-        self.score_cfg = EvalConfig(batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-                                    repetition_penalty=cfg.repetition_penalty, task=cfg.task, bootstrap=0)
+        self.score_cfg = EvalConfig(**cfg.generation(), task=cfg.task, bootstrap=0)
 
     def run(self, model: torch.nn.Module) -> dict[str, float] | None:
         """Every rank calls this at the same step. Rank 0 gets the ``eval/*`` metrics; the others None."""
