@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,20 +47,38 @@ PROMPT_OVERHEAD_TOKENS = 64
 
 @dataclass
 class PlanConfig:
+    """Settings of ``affectgpt plan``: the recipe, the cluster and the run to size.
+
+    recipe: model recipe (configs/models/*.yaml)
+    gpus: GPUs per node
+    nodes: nodes
+    gpu_mem_gb: GB of memory of one GPU (H100 and A100: 80, H200: 141)
+    peak_tflops: dense bf16 peak TFLOP/s of one GPU (H100 SXM: 989, A100: 312); MFU is quoted against it
+    mfu: model FLOPs utilisation the wall-time projection assumes
+    precision: what the GPUs train in (the bytes of parameters, gradients and activations)
+    global_batch: samples per optimizer step, over all ranks
+    seq: tokens per sample (none: the recipe's longest prompt + description)
+    samples: Stage 1 corpus size (EMER-Coarse has ~115k clips)
+    epochs: passes over the corpus the wall time counts
+    headroom: fraction of GPU memory kept free
+    loader_workers: DataLoader workers per rank (readers of the shard loader)
+    samples_per_shard: the pack job's --samples-per-shard
+    """
+
     recipe: Path = Path("configs/models/affectgpt-qwen2.5-7b.yaml")
-    gpus: int = 8  # GPUs per node
+    gpus: int = 8
     nodes: int = 1
-    gpu_mem_gb: float = 80.0  # memory of one GPU (H100/A100 80 GB)
-    peak_tflops: float = 989.0  # dense bf16 peak of one GPU (H100 SXM); MFU is quoted against it
-    mfu: float = 0.4  # model FLOPs utilisation the wall-time projection assumes
+    gpu_mem_gb: float = field(default=80.0, metadata={"flag": "gpu_mem"})
+    peak_tflops: float = 989.0
+    mfu: float = 0.4
     precision: Literal["bf16", "fp32"] = "bf16"
-    global_batch: int = 128  # samples per optimizer step, over all ranks
-    seq: int | None = None  # tokens per sample; None: the recipe's longest prompt + description
-    samples: int = 115_000  # Stage 1 corpus (EMER-Coarse has ~115k clips)
+    global_batch: int = 128
+    seq: int | None = None
+    samples: int = 115_000
     epochs: float = 1.0
-    headroom: float = 0.1  # fraction of GPU memory kept free
-    loader_workers: int = 4  # DataLoader workers per rank (readers of the shard loader)
-    samples_per_shard: int = 256  # the pack job's --samples-per-shard
+    headroom: float = 0.1
+    loader_workers: int = 4
+    samples_per_shard: int = 256
 
     def __post_init__(self) -> None:
         for key in ("gpus", "nodes", "global_batch", "samples", "loader_workers", "samples_per_shard"):

@@ -82,3 +82,27 @@ def test_paper_recipe_plan_on_eight_gpus():
     assert 0.8 < ours / plan["deepspeed_zero3_estimate_gb"] < 1.25
     assert "too few shards" not in plan["data"]["advice"]
     assert plan["data"]["epoch"]["min_rank_batches"] == plan["data"]["epoch"]["max_rank_batches"]
+
+
+def test_plan_reads_its_settings_as_every_entry_point_does(tmp_path):
+    """``affectgpt plan``: --config FILE, flags generated from PlanConfig (--gpu-mem sets gpu_mem_gb), then
+    key=value overrides; later wins. --json is the one flag that is not a setting."""
+    import argparse
+
+    from affectgpt.cli import build_parser
+    from affectgpt.config import config_from_args
+    from affectgpt.train.plan import PlanConfig
+
+    parser = build_parser()
+    plan = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["plan"]
+    text = " ".join(plan.format_help().split())
+    for shown in ("--config FILE", "--gpu-mem GPU_MEM GB of memory of one GPU", "--global-batch GLOBAL_BATCH",
+                  "key=value", "--json"):
+        assert shown in text, (shown, text)
+    config = tmp_path / "plan.yaml"
+    config.write_text("gpus: 4\nnodes: 2\nmfu: 0.3\n", encoding="utf-8")
+    args = parser.parse_args(["plan", "--config", str(config), "--gpu-mem", "141", "--nodes", "3", "--json",
+                              "peak_tflops=312", "nodes=5"])
+    assert config_from_args(PlanConfig, args) == PlanConfig(gpus=4, nodes=5, mfu=0.3, gpu_mem_gb=141.0,
+                                                            peak_tflops=312.0)
+    assert args.json
