@@ -1,11 +1,12 @@
-"""The MLflow metric names of evaluation runs, in one place: ``affectgpt eval`` and training's validation write
-them (``eval_metrics``, ``log_evaluation``), ``affectgpt compare`` reads them (``HEADLINE``, ``eval_key``).
+"""The MLflow metric names of training and evaluation runs, in one place: training writes its per-step names
+(``TRAIN_*``, ``DATA_CORRUPT_SKIPPED``; ``affectgpt.train.session``), ``affectgpt eval`` and training's validation
+write the evaluation names (``eval_metrics``, ``log_evaluation``, ``EVAL_*``), and whatever reads a run back
+(``affectgpt compare``, the loss plot, benchmarks, tests) reads them from here.
 
 ``eval/accuracy_s``, ``eval/recall_s`` and ``eval/avg`` are emotion-wheel level 2, as the EMER papers report;
 ``eval/wheel_f1`` is F_s at level 1; each has ``_lo`` / ``_hi`` 95 % bootstrap bounds, and every level's
 numbers are also kept under ``eval/<level>/<metric>``. Discrete and sentiment tasks add their own
-(``eval/hit_rate``, ``eval/weighted_f1`` ...); ``eval/primary`` is the task's primary score. Training runs
-report ``train/wall_s`` and ``train/tokens_per_s`` (``affectgpt.train``), which compare reads as well.
+(``eval/hit_rate``, ``eval/weighted_f1`` ...); ``eval/primary`` is the task's primary score.
 """
 
 from __future__ import annotations
@@ -15,9 +16,22 @@ from pathlib import Path
 from affectgpt.tracking import Tracker, TrackingConfig
 
 HEADLINE = (("accuracy_s", "Accuracy_s"), ("recall_s", "Recall_s"), ("avg", "Avg"), ("wheel_f1", "Wheel F1"))
-TRAIN_WALL_S = "train/wall_s"
-TRAIN_TOKENS_PER_S = "train/tokens_per_s"
+# Training, logged every log_every steps: the global token-mean loss, the learning rate, the mean optimizer
+# step time, throughput, model FLOPs utilisation, the gradient norm (when DeepSpeed reports one) and, at the end,
+# the run's wall time; data/corrupt_skipped counts samples skipped under data.on_corrupt=skip.
 TRAIN_LOSS = "train/loss"
+TRAIN_LR = "train/lr"
+TRAIN_STEP_TIME_S = "train/step_time_s"
+TRAIN_SAMPLES_PER_S = "train/samples_per_s"
+TRAIN_TOKENS_PER_S = "train/tokens_per_s"
+TRAIN_MFU = "train/mfu"
+TRAIN_GRAD_NORM = "train/grad_norm"
+TRAIN_WALL_S = "train/wall_s"
+DATA_CORRUPT_SKIPPED = "data/corrupt_skipped"
+# Validation during training, beside eval_metrics' names: its seconds, and the best step so far and its value.
+EVAL_SECONDS = "eval/seconds"
+EVAL_BEST_STEP = "eval/best_step"
+EVAL_BEST = "eval/best"
 _ALIASES = (("accuracy_s", "level2/accuracy_s"), ("recall_s", "level2/recall_s"), ("avg", "level2/avg"),
             ("wheel_f1", "level1/f_s"))
 _TASK_SCORES = ("primary", "hit_rate", "accuracy", "single_group_rate", "weighted_f1")

@@ -276,6 +276,7 @@ def zero3_rows(name: str, recipe: dict, shards: Path, work: Path, batch: int, si
     import importlib.util
 
     from affectgpt.config import flatten
+    from affectgpt.run_metrics import TRAIN_LOSS, TRAIN_MFU, TRAIN_STEP_TIME_S, TRAIN_TOKENS_PER_S
 
     if importlib.util.find_spec("deepspeed") is None:
         return [{"model": name, "path": "zero3", "layout": "-", "ok": False,
@@ -304,14 +305,14 @@ def zero3_rows(name: str, recipe: dict, shards: Path, work: Path, batch: int, si
             rows.append(row)
             continue
         steps = [json.loads(line) for line in (ckpt / "metrics.jsonl").read_text().splitlines()]
-        steps = [s for s in steps if "train/loss" in s]
+        steps = [s for s in steps if TRAIN_LOSS in s]
         timed = steps[1:] or steps  # the first step also counts FLOPs and warms up
         ds_config = json.loads((ckpt / "deepspeed.json").read_text())
         row.update(precision="bf16" if ds_config.get("bf16", {}).get("enabled") else "fp32",
-                   loss=steps[0]["train/loss"], last_loss=steps[-1]["train/loss"], steps=len(steps),
-                   tokens_per_s=statistics.median(s["train/tokens_per_s"] for s in timed),
-                   mfu=statistics.median(s["train/mfu"] for s in timed),
-                   step_s=statistics.median(s["train/step_time_s"] for s in timed), check="exit 0")
+                   loss=steps[0][TRAIN_LOSS], last_loss=steps[-1][TRAIN_LOSS], steps=len(steps),
+                   tokens_per_s=statistics.median(s[TRAIN_TOKENS_PER_S] for s in timed),
+                   mfu=statistics.median(s[TRAIN_MFU] for s in timed),
+                   step_s=statistics.median(s[TRAIN_STEP_TIME_S] for s in timed), check="exit 0")
         rows.append(row)
     if all("loss" in r for r in rows):
         rows[1].update(_agreement(rows[1]["loss"], rows[0]["loss"]))

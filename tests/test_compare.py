@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 from affectgpt.compare import collect, to_markdown, to_text
+from affectgpt.run_metrics import TRAIN_LOSS, TRAIN_TOKENS_PER_S, TRAIN_WALL_S
 from affectgpt.tracking import Tracker, TrackingConfig
 
 
@@ -15,8 +16,8 @@ def fill_store(root):
         for stage in stages:
             t = Tracker.open(cfg, root, f"{cell}-stage{stage}", tags={**tags, "kind": "train", "stage": str(stage)})
             for step in range(4):
-                t.log_metrics({"train/loss": 3.0 - step * 0.5, "train/tokens_per_s": 100.0 * stage}, step)
-            t.log_metrics({"train/wall_s": 10.0 * stage}, 4)
+                t.log_metrics({TRAIN_LOSS: 3.0 - step * 0.5, TRAIN_TOKENS_PER_S: 100.0 * stage}, step)
+            t.log_metrics({TRAIN_WALL_S: 10.0 * stage}, 4)
             t.close()
         e = Tracker.open(cfg, root, f"{cell}-eval", tags={**tags, "kind": "eval", **selected})
         e.log_metrics({"eval/avg": avg, "eval/avg_lo": avg - 0.1, "eval/avg_hi": avg + 0.1, "eval/accuracy_s": avg}, 0)

@@ -20,7 +20,7 @@ import torch
 
 from affectgpt.eval.extract import LexiconExtractor
 from affectgpt.eval.generate import EvalConfig, score_descriptions
-from affectgpt.run_metrics import eval_metrics
+from affectgpt.run_metrics import EVAL_SECONDS, eval_metrics
 from affectgpt.train import rng
 from affectgpt.train.config import EvalSection
 
@@ -77,7 +77,7 @@ class Validation:
         result, _ = score_descriptions(names, generated, [(r[2], r[3]) for r in rows], self.score_cfg,
                                        LexiconExtractor())
         values = eval_metrics(result["model"])
-        values["eval/seconds"] = time.perf_counter() - start
-        log.info("validation: %d samples in %.1f s: %s", len(rows), values["eval/seconds"],
+        values[EVAL_SECONDS] = time.perf_counter() - start
+        log.info("validation: %d samples in %.1f s: %s", len(rows), values[EVAL_SECONDS],
                  " ".join(f"{k}={v:.4g}" for k, v in values.items() if k.count("/") == 1))
         return values

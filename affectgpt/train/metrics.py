@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from affectgpt.config import save_config
+from affectgpt.run_metrics import TRAIN_LOSS, TRAIN_WALL_S
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class RunMetrics:
             self._extra.set_tags(tags)
 
     def finish(self, step: int, wall_s: float) -> None:
-        self.log(step, {"train/wall_s": wall_s})
+        self.log(step, {TRAIN_WALL_S: wall_s})
         files = [self.dir / "train_config.yaml", self.dir / "deepspeed.json", self.dir / "loss.png"]
         save_config(self._cfg, files[0])
         files[1].write_text(json.dumps(self._ds_config, indent=1), encoding="utf-8")
@@ -94,8 +95,8 @@ def plot_loss(metrics_jsonl: Path, out: Path) -> None:
     by_step: dict[int, float] = {}
     for line in metrics_jsonl.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
-        if "train/loss" in record:
-            by_step[record["step"]] = record["train/loss"]
+        if TRAIN_LOSS in record:
+            by_step[record["step"]] = record[TRAIN_LOSS]
     steps = sorted(by_step)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, [by_step[s] for s in steps])

@@ -24,6 +24,19 @@ from torch.distributed.constants import default_pg_timeout
 
 from affectgpt.config import to_dict
 from affectgpt.model.prompt import IGNORE_INDEX
+from affectgpt.run_metrics import (
+    DATA_CORRUPT_SKIPPED,
+    EVAL_BEST,
+    EVAL_BEST_STEP,
+    TRAIN_GRAD_NORM,
+    TRAIN_LOSS,
+    TRAIN_LR,
+    TRAIN_MFU,
+    TRAIN_SAMPLES_PER_S,
+    TRAIN_STEP_TIME_S,
+    TRAIN_TOKENS_PER_S,
+    eval_key,
+)
 from affectgpt.train import rng
 from affectgpt.train.checkpoint import (
     CheckpointError,
@@ -258,19 +271,19 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                 seconds = window.seconds()
                 step_flops = progress.flops_per_micro_batch * gas * manager.world_size
                 values = {
-                    "train/loss": float(totals[0].item()),
-                    "train/lr": lr,
-                    "train/step_time_s": seconds / window.steps,
-                    "train/samples_per_s": cfg.global_batch_size * window.steps / seconds,
-                    "train/mfu": step_flops * window.steps / seconds / peak_flops,
+                    TRAIN_LOSS: float(totals[0].item()),
+                    TRAIN_LR: lr,
+                    TRAIN_STEP_TIME_S: seconds / window.steps,
+                    TRAIN_SAMPLES_PER_S: cfg.global_batch_size * window.steps / seconds,
+                    TRAIN_MFU: step_flops * window.steps / seconds / peak_flops,
                 }
                 grad_norm = engine.get_global_grad_norm()
                 if grad_norm is not None:
-                    values["train/grad_norm"] = float(grad_norm)
+                    values[TRAIN_GRAD_NORM] = float(grad_norm)
                 if window.tokens:
-                    values["train/tokens_per_s"] = window.tokens / seconds
+                    values[TRAIN_TOKENS_PER_S] = window.tokens / seconds
                 if skipped:
-                    values["data/corrupt_skipped"] = skipped
+                    values[DATA_CORRUPT_SKIPPED] = skipped
                 metrics.log(progress.step, values)
                 window = _Window()
             best = False
@@ -298,7 +311,7 @@ def _validate(validation: Any, engine: Any, metrics: RunMetrics | None, progress
     values = validation.run(engine.module)
     decision: list[Any] = [None]
     if values is not None:  # rank 0
-        key = f"eval/{cfg.eval.metric}"
+        key = eval_key(cfg.eval.metric)
         if key not in values:
             decision[0] = ValueError(f"eval.metric={cfg.eval.metric}: no {key} among the validation metrics "
                                      f"({', '.join(sorted(values))})")
@@ -307,7 +320,7 @@ def _validate(validation: Any, engine: Any, metrics: RunMetrics | None, progress
             best_step, best_value = (progress.step, values[key]) if improved else (progress.best_step,
                                                                                   progress.best_value)
             decision[0] = (improved, best_step, best_value)
-            metrics.log(progress.step, {**values, "eval/best_step": best_step, "eval/best": best_value})
+            metrics.log(progress.step, {**values, EVAL_BEST_STEP: best_step, EVAL_BEST: best_value})
             if improved:
                 metrics.set_tags({"best_step": best_step, f"best_{cfg.eval.metric}": best_value,
                                   "selection": cfg.eval.rule})

@@ -10,6 +10,8 @@ import tarfile
 
 import pytest
 
+from affectgpt.run_metrics import DATA_CORRUPT_SKIPPED
+
 from . import ds_launch as launch
 from .ds_launch import stage1_cmd
 
@@ -47,4 +49,4 @@ def test_skip_trains_on_and_reports_the_corrupt_sample(tiny_recipe, train_shards
                                          r"\((\d+) on all ranks\)", text)}
     assert len(totals) == 1 and totals.pop() >= 1 and f"{where}: frames.jpg differ" in text, text[-3000:]
     records = [json.loads(line) for line in (ckpt / "metrics.jsonl").read_text().splitlines()]
-    assert records[-2]["data/corrupt_skipped"] >= 1  # the tracker got it (the last step's line)
+    assert records[-2][DATA_CORRUPT_SKIPPED] >= 1  # the tracker got it (the last step's line)

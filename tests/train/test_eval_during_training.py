@@ -9,6 +9,8 @@ import signal
 
 import pytest
 
+from affectgpt.run_metrics import TRAIN_LOSS
+
 from . import ds_launch as launch
 from .conftest import pack_split
 from .ds_launch import STEPS, stage1_cmd
@@ -50,10 +52,10 @@ def test_eval_every_logs_in_the_training_run_survives_kill9_and_exports_best(
     manifest = json.loads((ckpt / (ckpt / "latest").read_text().strip() / "manifest.json").read_text())
     assert manifest["tracking_run_id"] == run_id
     history = {key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
-               for key in ("eval/avg", "eval/n", "train/loss")}
+               for key in ("eval/avg", "eval/n", TRAIN_LOSS)}
     eval_steps = sorted(s for s, _ in history["eval/avg"])
     assert eval_steps == [4, 8, 12], history["eval/avg"]  # every eval.every steps and at the end, each once
-    loss_steps = [s for s, _ in history["train/loss"]]
+    loss_steps = [s for s, _ in history[TRAIN_LOSS]]
     assert len(loss_steps) == len(set(loss_steps)) == STEPS // 2
     assert all(v == 5 for _, v in history["eval/n"])
 

@@ -11,6 +11,8 @@ import signal
 import psutil
 import pytest
 
+from affectgpt.run_metrics import TRAIN_LOSS
+
 from . import ds_launch as launch
 from .ds_launch import stage1_cmd
 
@@ -94,7 +96,7 @@ def test_mlflow_outage_mid_run_buffers_and_recovers(tiny_recipe, train_shards, t
     logged = ckpt / "metrics.jsonl"
 
     def steps() -> list[int]:
-        return [json.loads(line)["step"] for line in logged.read_text().splitlines() if "train/loss" in line]
+        return [json.loads(line)["step"] for line in logged.read_text().splitlines() if TRAIN_LOSS in line]
 
     job = launch.start(stage1_cmd(tiny_recipe, train_shards, ckpt, "max_steps=100000", "checkpoint.every=100000",
                                   "tracking.enabled=true", f"tracking.uri={server.uri}"), log)
@@ -117,5 +119,5 @@ def test_mlflow_outage_mid_run_buffers_and_recovers(tiny_recipe, train_shards, t
     client = MlflowClient(tracking_uri=server.uri)
     assert client.get_run(run_id).info.status == "KILLED"
     # Every step of metrics.jsonl reached the server once, those logged during the outage included.
-    assert sorted(m.step for m in client.get_metric_history(run_id, "train/loss")) == sorted(steps())
+    assert sorted(m.step for m in client.get_metric_history(run_id, TRAIN_LOSS)) == sorted(steps())
     assert not (ckpt / "tracking-outbox.jsonl").exists()

@@ -9,6 +9,8 @@ import json
 import pytest
 import torch
 
+from affectgpt.run_metrics import TRAIN_GRAD_NORM, TRAIN_LOSS
+
 from . import ds_launch as launch
 from .ds_launch import ROOT, consolidated
 
@@ -42,8 +44,8 @@ def steps(tiny_recipe, train_shards, tmp_path_factory) -> dict[str, tuple[list[d
 def test_same_global_batch_same_steps(steps, name):
     (want_metrics, want), (got_metrics, got) = steps["1 rank x 4"], steps[name]
     for step in (0, 1):
-        assert got_metrics[step]["train/loss"] == pytest.approx(want_metrics[step]["train/loss"], rel=1e-5)
-        assert got_metrics[step]["train/grad_norm"] == pytest.approx(want_metrics[step]["train/grad_norm"], rel=1e-4)
+        assert got_metrics[step][TRAIN_LOSS] == pytest.approx(want_metrics[step][TRAIN_LOSS], rel=1e-5)
+        assert got_metrics[step][TRAIN_GRAD_NORM] == pytest.approx(want_metrics[step][TRAIN_GRAD_NORM], rel=1e-4)
         assert want[step].keys() == got[step].keys()
         for key in want[step]:
             torch.testing.assert_close(got[step][key], want[step][key], rtol=1e-4, atol=1e-5, msg=key)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from affectgpt.net import free_port
+from affectgpt.run_metrics import TRAIN_LOSS
 
 from . import ds_launch as launch
 from .ds_launch import ROOT, STEPS, TRAIN, consolidated, overrides, stage1_cmd
@@ -29,7 +30,7 @@ def exported(stage1, tmp_path_factory):
 
 def test_stage1_loss_falls(stage1):
     records = [json.loads(line) for line in (stage1 / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["train/loss"] for r in records if "train/loss" in r]
+    losses = [r[TRAIN_LOSS] for r in records if TRAIN_LOSS in r]
     assert len(losses) == STEPS // 2
     assert losses[-1] < 0.9 * losses[0], losses
 

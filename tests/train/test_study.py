@@ -8,6 +8,7 @@ from mlflow import MlflowClient
 
 from affectgpt.compare import collect
 from affectgpt.eval.generate import EvalConfig
+from affectgpt.run_metrics import TRAIN_LOSS
 from affectgpt.study import LaunchSection, SelectSection, ShardPaths, Study, StudyConfig
 from affectgpt.tracking import TrackingConfig
 
@@ -64,7 +65,7 @@ def test_study_runs_cells_once_and_compare_reads_them(study_cfg):
     assert stage2.data.tags["parent_run_id"] == stage1.info.run_id  # Stage 2 records the Stage 1 run it came from
     only_stage2 = next(r for r in runs if r.data.tags["cell"] == cells[1] and r.data.tags["kind"] == "train")
     assert "parent_run_id" not in only_stage2.data.tags
-    steps = [m.step for m in client.get_metric_history(stage1.info.run_id, "train/loss")]
+    steps = [m.step for m in client.get_metric_history(stage1.info.run_id, TRAIN_LOSS)]
     assert steps == sorted(set(steps)) and len(steps) == 4  # one value per step, logged by rank 0 only
     # Stage 2 validated every 2 steps in its own run; the cell's test evaluation names the step it exported
     assert [m.step for m in client.get_metric_history(stage2.info.run_id, "eval/avg")] == [2, 4]

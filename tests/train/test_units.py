@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from affectgpt.config import ConfigError, load_config
+from affectgpt.run_metrics import TRAIN_LOSS
 from affectgpt.train import checkpoint as ck
 from affectgpt.train import rng
 from affectgpt.train.config import TrainConfig
@@ -283,19 +284,19 @@ def test_tracking_hook_reopens_the_same_mlflow_run(tiny_recipe, tmp_path, monkey
             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "tags.stage=1")
     job = AffectGPTJob(c)
     first = job.metrics(None, {"world_size": 2})
-    first.log(1, {"train/loss": 2.0})
+    first.log(1, {TRAIN_LOSS: 2.0})
     first.close("KILLED")
     again = job.metrics(first.run_id, {"world_size": 2})
     assert again.run_id == first.run_id
     # per metric: step 1's loss was logged, its evaluation (killed before it) was not
-    again.log(1, {"train/loss": 9.0, "eval/avg": 0.5})
-    again.log(2, {"train/loss": 1.5})
+    again.log(1, {TRAIN_LOSS: 9.0, "eval/avg": 0.5})
+    again.log(2, {TRAIN_LOSS: 1.5})
     again.set_tags({"best_step": 1})  # what evaluation during training records
     again.close()
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert [(m.step, m.value) for m in client.get_metric_history(first.run_id, "train/loss")] == [(1, 2.0), (2, 1.5)]
+    assert [(m.step, m.value) for m in client.get_metric_history(first.run_id, TRAIN_LOSS)] == [(1, 2.0), (2, 1.5)]
     assert [(m.step, m.value) for m in client.get_metric_history(first.run_id, "eval/avg")] == [(1, 0.5)]
     assert client.get_run(first.run_id).data.tags["best_step"] == "1"
     assert AffectGPTJob(cfg(f"model.recipe={tiny_recipe}")).metrics(None, {}) is None
