@@ -64,10 +64,12 @@ def eval_metrics(metrics: dict) -> dict[str, float]:
 
 
 def log_evaluation(cfg: TrackingConfig, default_dir: str | Path, metrics: dict, run_name: str,
-                   tags: dict[str, str], eval_dir: Path | None = None) -> str:
+                   tags: dict[str, str], eval_dir: Path | None = None, shards: str | Path | None = None) -> str:
     """Record one system's metrics as a finished MLflow run (tag ``kind=eval``), with ``metrics.json`` and
-    ``predictions.csv`` of ``eval_dir`` as artifacts; returns the run id."""
-    tracker = Tracker.open(cfg, default_dir, run_name=run_name, tags={"kind": "eval", **tags})
+    ``predictions.csv`` of ``eval_dir`` as artifacts and the split's ``shards`` as its test input; returns the
+    run id."""
+    tracker = Tracker.open(cfg, default_dir, run_name=run_name, tags={"kind": "eval", **tags},
+                           inputs={"test": shards} if shards else None)
     tracker.log_metrics(eval_metrics(metrics), step=0)
     for name in ("metrics.json", "predictions.csv"):
         if eval_dir is not None and (eval_dir / name).exists():

@@ -74,8 +74,10 @@ class Tracker:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
         run_id: str | None = None,
+        inputs: Mapping[str, str | Path] | None = None,
     ) -> Tracker:
-        """Start a run, or reopen ``run_id`` (a resumed training run) and mark it running again."""
+        """Start a run, or reopen ``run_id`` (a resumed training run) and mark it running again. ``inputs``
+        maps a context (train, validation, test) to the shard directory the run reads there."""
         from mlflow import MlflowClient
 
         uri = cfg.resolve_uri(default_dir)
@@ -94,7 +96,28 @@ class Tracker:
             log.info("MLflow: run %s '%s' in experiment '%s' at %s", run.info.run_id, run_name, cfg.experiment, uri)
             tracker = cls(client, run.info.run_id)
             tracker.log_params(params or {})
+            for context, directory in (inputs or {}).items():
+                tracker.log_shards(directory, context)
         return tracker
+
+    def log_shards(self, directory: str | Path, context: str) -> None:
+        """A shard split as one of the run's MLflow dataset inputs: the UI's Dataset column shows its name,
+        digest and size, so runs that read different data are told apart at a glance."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        from shards import storage
+        from shards.index import read_index
+
+        index = read_index(str(directory))
+        fs, _ = storage.location(str(directory))
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        dataset = Dataset(
+            name=index.split, digest=index.digest[:16], source_type="local" if protocol == "file" else protocol,
+            source=json.dumps({"uri": str(directory)}),
+            profile=json.dumps({"num_rows": index.samples, "shards": len(index.shards), "bytes": index.bytes}),
+        )
+        tag = InputTag("mlflow.data.context", context)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, [tag])])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -280,7 +303,8 @@ class MlflowMetrics:
 
     @classmethod
     def open(cls, cfg: TrackingConfig, directory: Path, run_name: str, params: Mapping[str, Any],
-             tags: Mapping[str, str], run_id: str | None) -> MlflowMetrics:
+             tags: Mapping[str, str], run_id: str | None,
+             inputs: Mapping[str, str | Path] | None = None) -> MlflowMetrics:
         """Deliver what a previous run in ``directory`` left behind (closing it as FAILED if it crashed and is
         not the run being continued), then open or reopen the run."""
         # The outbox retries on its own: MLflow's default of 7 retries with backoff holds each call for ~4
@@ -289,7 +313,8 @@ class MlflowMetrics:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         recover(directory, continuing=run_id)
         uri = cfg.resolve_uri(directory.parent)
-        tracker = Tracker.open(cfg, directory.parent, run_name=run_name, params=params, tags=tags, run_id=run_id)
+        tracker = Tracker.open(cfg, directory.parent, run_name=run_name, params=params, tags=tags, run_id=run_id,
+                               inputs=inputs)
         directory.mkdir(parents=True, exist_ok=True)
         write_atomic(directory / RUN_FILE, json.dumps({"uri": uri, "run_id": tracker.run_id}) + "\n", durable=True)
         return cls(tracker, directory, uri)

@@ -15,6 +15,7 @@ A directory without ``index.json`` is not a finished shard set, whatever tar fil
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,11 @@ class Index:
     @property
     def bytes(self) -> int:
         return sum(s.bytes for s in self.shards)
+
+    @property
+    def digest(self) -> str:
+        """One sha256 over the shards' own digests, in order: the identity of the split's content."""
+        return hashlib.sha256("".join(s.sha256 for s in self.shards).encode()).hexdigest()
 
     def to_json(self) -> str:
         data = {

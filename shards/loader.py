@@ -53,7 +53,6 @@ belongs to the caller: keeping one is always safe.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import os
@@ -146,7 +145,7 @@ class ShardLoader:
         self.config = index.config
         self.counts = [s.samples for s in index.shards]
         self.urls = [fs.unstrip_protocol(storage.join(root, s.file)) for s in index.shards]
-        self.shard_digest = hashlib.sha256("".join(s.sha256 for s in index.shards).encode()).hexdigest()
+        self.shard_digest = index.digest
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.num_workers, self.seed, self.resampled, self.pin_memory = num_workers, seed, resampled, pin_memory
         self.collate_fn = collate_fn or _identity

@@ -108,13 +108,13 @@ def _track(cfg: EvalCommandConfig, result: dict) -> None:
     from affectgpt.run_metrics import log_evaluation
 
     name = cfg.run_name or cfg.tags.get("cell") or cfg.model.name
-    run_id = log_evaluation(cfg.tracking, cfg.out, result["model"], name, cfg.tags, cfg.out)
+    run_id = log_evaluation(cfg.tracking, cfg.out, result["model"], name, cfg.tags, cfg.out, cfg.shards)
     log.info("MLflow run %s: evaluation of %s", run_id, name)
     for baseline, metrics in result.get("baselines", {}).items():
         tags = {"baseline": baseline, **cfg.baseline_tags.get(baseline, {})}
         eval_dir = cfg.out / "untrained" if baseline == "untrained" else None
         run_id = log_evaluation(cfg.tracking, cfg.out, metrics, tags.get("cell", f"{name} {baseline}"), tags,
-                                eval_dir)
+                                eval_dir, cfg.shards)
         log.info("MLflow run %s: baseline %s", run_id, baseline)
 
 

@@ -120,4 +120,5 @@ class AffectGPTJob:
         return MlflowMetrics.open(
             cfg.tracking, cfg.checkpoint.dir, run_name=cfg.run_name or cfg.checkpoint.dir.name,
             params={**flatten(to_dict(cfg)), **facts}, tags=tags, run_id=run_id,
+            inputs={"train": cfg.data.shards, **({"validation": cfg.eval.shards} if cfg.eval.shards else {})},
         )

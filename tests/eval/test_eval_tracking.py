@@ -4,6 +4,8 @@ named and tagged from the command's settings, with the metric names of affectgpt
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -11,6 +13,7 @@ from mlflow import MlflowClient
 from affectgpt.cli import main
 from affectgpt.compare import collect
 from affectgpt.run_metrics import HEADLINE, eval_key
+from shards.index import read_index
 from tests.eval.test_generate import model_dir, recipe, test_shards  # noqa: F401 - the module's fixtures
 
 
@@ -43,6 +46,13 @@ def test_eval_logs_one_run_per_system_that_compare_reads(model_dir, test_shards,
     artifacts = {a.path for a in client.list_artifacts(model_run.info.run_id)}
     assert {"metrics.json", "predictions.csv"} <= artifacts
     assert by_cell["tiny/untrained"].data.tags["baseline"] == "untrained"
+    # Every system's run names the split it was scored on (the UI's Dataset column), with its content digest.
+    index = read_index(str(test_shards))
+    for run in runs:
+        (test_input,) = run.inputs.dataset_inputs
+        assert (test_input.dataset.name, test_input.dataset.digest) == (index.split, index.digest[:16])
+        assert [(t.key, t.value) for t in test_input.tags] == [("mlflow.data.context", "test")]
+        assert json.loads(test_input.dataset.profile)["num_rows"] == index.samples
 
     rows = collect(uri, "eval-test")
     assert {(r.backbone, r.init) for r in rows} == {("tiny", "trained"), ("tiny", "untrained"),

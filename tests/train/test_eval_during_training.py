@@ -10,6 +10,7 @@ import signal
 import pytest
 
 from affectgpt.run_metrics import TRAIN_LOSS
+from shards.index import read_index
 
 from . import ds_launch as launch
 from .conftest import pack_split
@@ -63,6 +64,12 @@ def test_eval_every_logs_in_the_training_run_survives_kill9_and_exports_best(
     best_step = min(s for s in eval_steps if values[s] == max(values.values()))  # earliest of the maxima
     run = client.get_run(run_id)
     assert run.data.tags["best_step"] == str(best_step) and run.data.tags["selection"] == "best-val:avg"
+    # the splits it read, as MLflow dataset inputs, logged once although the run was resumed
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert len(run.inputs.dataset_inputs) == 2
+    assert {c: (d.name, d.digest) for c, d in inputs.items()} == {
+        c: (read_index(str(d)).split, read_index(str(d)).digest[:16])
+        for c, d in (("train", train_shards), ("validation", val_shards))}
     assert (ckpt / "best").read_text().strip() == f"step_{best_step:08d}"
     assert (ckpt / f"step_{best_step:08d}" / "manifest.json").is_file(), "keep_last=1 must keep the best step"
     assert any("eval/avg" in r for r in records)
