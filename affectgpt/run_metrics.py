@@ -70,7 +70,9 @@ def log_evaluation(cfg: TrackingConfig, default_dir: str | Path, metrics: dict, 
     run id."""
     tracker = Tracker.open(cfg, default_dir, run_name=run_name, tags={"kind": "eval", **tags},
                            inputs={"test": shards} if shards else None)
-    tracker.log_metrics(eval_metrics(metrics), step=0)
+    # Four decimals are finer than any bootstrap interval here and keep the UI's columns readable;
+    # metrics.json (an artifact of the run) keeps every digit.
+    tracker.log_metrics({k: round(v, 4) for k, v in eval_metrics(metrics).items()}, step=0)
     for name in ("metrics.json", "predictions.csv"):
         if eval_dir is not None and (eval_dir / name).exists():
             tracker.log_artifact(eval_dir / name)
