@@ -87,13 +87,15 @@ def shoot(base: str, exp: str, out: Path, chromium: str, train_run: str | None) 
         log.info("wrote %s", out / "mlflow-runs.png")
 
         page.locator("label:has(input[value='CHART'])").click()  # the chart view beside the table
+        page.get_by_placeholder("Search metric charts").fill("eval/avg")
         page.wait_for_timeout(4000)
         page.screenshot(path=str(out / "mlflow-charts.png"), full_page=True)
         log.info("wrote %s", out / "mlflow-charts.png")
 
         if train_run:
-            page.goto(f"{base}/#/experiments/{exp}/runs/{train_run}/model-metrics", wait_until="networkidle")
-            page.wait_for_timeout(4000)
+            # a hash change of the same page: no new load to wait for, only the charts to draw
+            page.goto(f"{base}/#/experiments/{exp}/runs/{train_run}/model-metrics", wait_until="commit")
+            page.wait_for_timeout(8000)
             page.screenshot(path=str(out / "mlflow-stage1-metrics.png"))
             log.info("wrote %s", out / "mlflow-stage1-metrics.png")
         browser.close()

@@ -69,7 +69,7 @@ def test_eval_every_logs_in_the_training_run_survives_kill9_and_exports_best(
     assert len(run.inputs.dataset_inputs) == 2
     assert {c: (d.name, d.digest) for c, d in inputs.items()} == {
         c: (read_index(str(d)).split, read_index(str(d)).digest[:16])
-        for c, d in (("train", train_shards), ("validation", val_shards))}
+        for c, d in (("train", train_shards["coarse"]), ("validation", val_shards))}
     assert (ckpt / "best").read_text().strip() == f"step_{best_step:08d}"
     assert (ckpt / f"step_{best_step:08d}" / "manifest.json").is_file(), "keep_last=1 must keep the best step"
     assert any("eval/avg" in r for r in records)
