@@ -45,7 +45,7 @@ $AG compare --experiment demo --store-dir "$OUT" --out "$OUT/compare"
 stage "6/7 benchmark suite (open-vocabulary, discrete, sentiment) on both trained models"
 CELLS="$OUT/study/llama-tiny"
 $AG bench --model "$CELLS/stage1+stage2/stage2/model" --model "$CELLS/stage2-only/stage2/model" \
-  --suite configs/bench/synth.yaml --set root="$OUT/shards" --out "$OUT/bench" --experiment demo-bench
+  --suite configs/bench/synth.yaml --out "$OUT/bench" --experiment demo-bench root="$OUT/shards"
 
 stage "7/7 done in $(( $(date +%s) - start )) s"
 echo "MLflow store: $OUT/mlflow.db  (browse: make mlflow-ui, then http://127.0.0.1:5000)"
