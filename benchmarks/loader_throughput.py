@@ -205,7 +205,6 @@ def _mp4_batches(records, model: AffectGPT, batch_size: int) -> Iterable[dict[st
 
 def _stages(shards: Path, model: AffectGPT, hf: HFCollator, batch_size: int) -> dict[str, float]:
     """CPU milliseconds per sample of each stage, timed alone over every sample of the shards."""
-    config = read_index(str(shards)).config
     timings: dict[str, float] = {}
 
     def timed(name: str, work: Callable[[], Any], count: int) -> Any:
@@ -214,13 +213,14 @@ def _stages(shards: Path, model: AffectGPT, hf: HFCollator, batch_size: int) -> 
         timings[name] = (time.process_time() - start) * 1e3 / count
         return out
 
-    urls = sorted(str(p) for p in shards.glob("*.tar"))
-    raw = [s for u in urls for s in _read_shard(u)]
+    index = read_index(str(shards))
+    files = [(f"{shards}/{s.file}", s.samples) for s in index.shards]
+    raw = [s for url, count in files for s in _read_shard(url, count, "fail")]
     n = len(raw)
-    timed("read tar members", lambda: [s for u in urls for s in _read_shard(u)], n)
+    timed("read tar members", lambda: [s for url, count in files for s in _read_shard(url, count, "fail")], n)
     members = [{k: v for k, v in s.items() if not k.startswith("__")} for s in raw]
     samples = timed("decode a sample (schema: JSON, JPEG, audio)", lambda: [
-        decode_sample(m, config, "x") for m in members], n)
+        decode_sample(m, index.config, "x") for m in members], n)
     timed("  of which the JPEG filmstrip", lambda: [simplejpeg.decode_jpeg(m["frames.jpg"], "RGB") for m in members], n)
     groups = [samples[i : i + batch_size] for i in range(0, n, batch_size)]
     collate = model.collator(train=True)

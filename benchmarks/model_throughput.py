@@ -104,7 +104,8 @@ def padding_waste(zoo: Path, corpus: Path, batch_size: int, seed: int) -> None:
                                       "audio": {"encoder": str(zoo / "audio/whisper-tiny")}})
     prompt = AffectGPT.from_config(cfg).collator().prompt
     records = [r for split in SPLITS for r in read_split(corpus, split, require_video=False)]
-    lengths = np.array([len(prompt.encode(r.subtitle, r.description)[0]) for r in records])
+    pairs = prompt.encode([r.subtitle for r in records], [r.description for r in records])
+    lengths = np.array([len(ids) for ids, _ in pairs])
     lengths = lengths[np.random.default_rng(seed).permutation(len(lengths))]
     batches = [lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
     padded = sum(len(b) * b.max() for b in batches)

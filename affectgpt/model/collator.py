@@ -101,9 +101,10 @@ class Collator:
         return batch
 
     def text(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        subtitles = [s["subtitle"] for s in samples]
         if not self.train:
-            return pad([self.prompt.prompt_ids(s["subtitle"]) for s in samples], self.prompt.pad_id, left=True)
-        pairs = [self.prompt.encode(s["subtitle"], s["description"]) for s in samples]
+            return pad(self.prompt.prompt_ids(subtitles), self.prompt.pad_id, left=True)
+        pairs = self.prompt.encode(subtitles, [s["description"] for s in samples])
         if self.packed:
             return pack(pairs)
         batch = pad([ids for ids, _ in pairs], self.prompt.pad_id, left=False)
@@ -112,14 +113,14 @@ class Collator:
 
 
 def pad(seqs: list[list[int]], value: int, left: bool) -> dict[str, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), value, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    lengths = np.array([len(s) for s in seqs])
+    width = int(lengths.max())
+    ids = np.full((len(seqs), width), value, np.int64)
     for i, s in enumerate(seqs):
-        span = slice(width - len(s), width) if left else slice(0, len(s))
-        ids[i, span] = torch.tensor(s, dtype=torch.long)
-        mask[i, span] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+        ids[i, slice(width - len(s), width) if left else slice(0, len(s))] = s
+    columns = np.arange(width)[None, :]
+    mask = columns >= width - lengths[:, None] if left else columns < lengths[:, None]
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
 
 
 def pack(pairs: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:

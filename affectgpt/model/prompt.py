@@ -18,6 +18,7 @@ Base models ship no chat template (Gemma-3-270M base, for one). For them, unless
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
@@ -34,8 +35,19 @@ PLAIN_TEMPLATE = (
 )
 
 
+# Stand-ins for the subtitle when the template is rendered once per builder (``PromptBuilder.__post_init__``).
+# Two that differ in length and characters, so a template that reads the text renders them differently.
+_MARKS = ("@@subtitle@@", "##another, longer subtitle##")
+
+
 @dataclass
 class PromptBuilder:
+    """Token ids of prompts and training targets, a batch at a time: one tokenizer call for a whole batch's
+    texts, and the chat template rendered once per builder with a stand-in for the subtitle (the only part of
+    the prompt that differs between samples). The ids are those of rendering and tokenising each prompt on its
+    own (``tests/model/test_prompt.py`` checks this on real subtitles): every text is still tokenised whole,
+    as BPE merges may cross any boundary between template text and the subtitle."""
+
     tokenizer: PreTrainedTokenizerBase
     instruction: str
     num_video: int  # placeholders per modality; 0 = modality absent from the model
@@ -44,6 +56,9 @@ class PromptBuilder:
     max_subtitle_tokens: int
     max_description_tokens: int
     chat_template: str | None = None  # None: the tokenizer's own, or PLAIN_TEMPLATE if it has none
+
+    def __post_init__(self) -> None:
+        self._around = self._template_around()
 
     @property
     def eos_id(self) -> int:
@@ -54,35 +69,73 @@ class PromptBuilder:
         pad = self.tokenizer.pad_token_id
         return self.eos_id if pad is None else pad
 
-    def user_text(self, subtitle: str) -> str:
+    def prompt_ids(self, subtitles: Sequence[str]) -> list[list[int]]:
+        """The prompt of each subtitle, up to the point where the description follows."""
+        return self._encode(subtitles, [])[0]
+
+    def encode(self, subtitles: Sequence[str], descriptions: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """Training examples: ``(input_ids, labels)`` per (subtitle, description), the prompt masked."""
+        if len(subtitles) != len(descriptions):
+            raise ValueError(f"{len(subtitles)} subtitles for {len(descriptions)} descriptions")
+        prompts, targets = self._encode(subtitles, descriptions)
+        return [(p + t, [IGNORE_INDEX] * len(p) + t) for p, t in zip(prompts, targets, strict=True)]
+
+    def _encode(self, subtitles: Sequence[str], descriptions: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
+        """(prompt ids, target ids). One tokenizer call takes the subtitles (their length decides the
+        truncation), the descriptions and the prompts as they read when no subtitle is cut; the prompts whose
+        subtitle is cut are rendered and tokenised again."""
+        subtitles = [_without_placeholders(s) for s in subtitles]
+        n, m = len(subtitles), len(descriptions)
+        ids = self._ids([*subtitles, *descriptions, *(self._prompt_text(s) for s in subtitles)])
+        prompts = ids[n + m :]
+        cut = [i for i in range(n) if len(ids[i]) > self.max_subtitle_tokens]
+        if cut:
+            texts = [self._prompt_text(self.tokenizer.decode(ids[i][: self.max_subtitle_tokens])) for i in cut]
+            for i, redone in zip(cut, self._ids(texts), strict=True):
+                prompts[i] = redone
+        targets = [t[: self.max_description_tokens] + [self.eos_id] for t in ids[n : n + m]]
+        return prompts, targets
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        # The template already wrote any BOS token into a prompt's text.
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+    def _user_text(self, subtitle: str) -> str:
         lines = []
         for label, token, count in (("Video", VIDEO_TOKEN, self.num_video), ("Audio", AUDIO_TOKEN, self.num_audio),
                                     ("Audio-visual", FUSION_TOKEN, self.num_fusion)):
             if count:
                 lines.append(f"{label}: {token * count}")
-        for token in PLACEHOLDER_TOKENS:  # a subtitle must not smuggle in feature slots
-            subtitle = subtitle.replace(token, "")
-        lines.append(f"Subtitle: {self._truncate(subtitle, self.max_subtitle_tokens)}")
+        lines.append(f"Subtitle: {subtitle}")
         lines.append(self.instruction)
         return "\n".join(lines)
 
-    def prompt_ids(self, subtitle: str) -> list[int]:
-        messages = [{"role": "user", "content": self.user_text(subtitle)}]
+    def _render(self, subtitle: str) -> str:
+        messages = [{"role": "user", "content": self._user_text(subtitle)}]
         template = self.chat_template or self.tokenizer.chat_template or PLAIN_TEMPLATE
-        text = self.tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
+        return self.tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
                                                   tokenize=False)
-        # The template already wrote any BOS token into the text.
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def target_ids(self, description: str) -> list[int]:
-        ids = self.tokenizer(description, add_special_tokens=False)["input_ids"]
-        return ids[: self.max_description_tokens] + [self.eos_id]
+    def _prompt_text(self, subtitle: str) -> str:
+        if self._around is None:
+            return self._render(subtitle)
+        before, after = self._around
+        return before + subtitle + after
 
-    def encode(self, subtitle: str, description: str) -> tuple[list[int], list[int]]:
-        """Training example: ``(input_ids, labels)`` with the prompt masked."""
-        prompt, target = self.prompt_ids(subtitle), self.target_ids(description)
-        return prompt + target, [IGNORE_INDEX] * len(prompt) + target
+    def _template_around(self) -> tuple[str, str] | None:
+        """The rendered prompt before and after the subtitle, when the template writes the user's text as it
+        is (two different stand-ins render to the same text around them); None for a template that does
+        anything else with it, whose prompts are then rendered one by one."""
+        around = set()
+        for mark in _MARKS:
+            text = self._render(mark)
+            if text.count(mark) != 1:
+                return None
+            around.add(tuple(text.split(mark)))
+        return around.pop() if len(around) == 1 else None
 
-    def _truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+
+def _without_placeholders(subtitle: str) -> str:
+    for token in PLACEHOLDER_TOKENS:  # a subtitle must not smuggle in feature slots
+        subtitle = subtitle.replace(token, "")
+    return subtitle
