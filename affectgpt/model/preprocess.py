@@ -7,7 +7,8 @@ as that processor (``tests/model/test_preprocess.py`` checks them against it):
 
 - ``FramePreprocessor`` (CLIP, SigLIP, ViT image processors): resize (only where the frame size differs,
   antialiased as Pillow is), centre crop, rescale and normalise with the processor's mean and std;
-- ``LogMelFeatures`` (Whisper): STFT and mel filterbank in one call per batch, Whisper's log compression;
+- ``LogMelFeatures`` (Whisper): STFT and mel filterbank in one call per batch, Whisper's log compression; the
+  frames that hold only the window's zero padding are filled in, not transformed;
 - ``WaveformFeatures`` (HuBERT, wav2vec2): the waveform padded to the longest clip, each clip normalised to zero
   mean and unit variance over its real samples, with an attention mask when the extractor returns one.
 
@@ -18,12 +19,15 @@ floating-point buffers to bf16, which would change the mel filters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+MEL_FLOOR = 1e-10  # Whisper's clamp before the log
 
 # PIL resampling codes as HF image processors store them (``resample``) -> torch modes with the same filter.
 _RESAMPLE = {2: "bilinear", 3: "bicubic"}
@@ -140,21 +144,33 @@ class LogMelFeatures:
                    np.asarray(extractor.mel_filters, np.float32), float(getattr(extractor, "dither", 0.0)))
 
     def __call__(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, None]:
-        n = audio.shape[-1]
         wave = audio[:, : self.window_samples].to(torch.float32)
-        if n < self.window_samples:
+        n, hop, half = wave.shape[-1], self.hop_length, self.n_fft // 2
+        frames = self.window_samples // hop  # Whisper drops the last of the STFT's 1 + window // hop frames
+        # Frames that read only the window's zero padding have zero power: their log-mel is the floor's, with
+        # no FFT. Clips shorter than the window (4 s clips in Whisper's 30 s) leave most frames so. Dither
+        # reaches the padding too, and then every frame is computed.
+        live = frames if self.dither else min(frames, -(-(n + half) // hop))
+        if (live - 1) * hop + half <= self.window_samples and live < frames:
+            # The live frames read up to sample (live - 1) * hop + half: zeros past the clip, then on the left
+            # the reflection that stft's centring pads with.
+            wave = F.pad(wave, (0, (live - 1) * hop + half - n))
+            wave = torch.cat([wave[:, 1 : half + 1].flip(-1), wave], dim=-1)
+        else:
+            live = frames
             wave = F.pad(wave, (0, self.window_samples - n))
-        if self.dither:
-            wave = wave + self.dither * torch.randn_like(wave)
+            if self.dither:
+                wave = wave + self.dither * torch.randn_like(wave)
+            wave = F.pad(wave[:, None], (half, half), mode="reflect")[:, 0]
         window = torch.hann_window(self.n_fft, device=wave.device)
-        stft = torch.stft(wave, self.n_fft, self.hop_length, window=window, return_complex=True)
-        # |z|^2 as re^2 + im^2 (complex abs() is 4x slower on CPU); Whisper drops the last frame.
-        power = (stft.real.square() + stft.imag.square())[..., :-1]
-        filters = torch.from_numpy(self.mel_filters).to(wave.device)
-        frames = power.mT.reshape(-1, power.shape[1])  # [B * frames, freq]: one matrix product for the batch
-        mel = (frames @ filters).unflatten(0, power.shape[::2]).mT.clamp(min=1e-10).log10_()
-        peak = mel.amax(dim=(1, 2), keepdim=True)
-        return (torch.maximum(mel, peak - 8.0) + 4.0) / 4.0, None
+        spectrum = torch.fft.rfft(wave.unfold(-1, self.n_fft, hop)[:, :live] * window)  # [B, live, freq]
+        # |z|^2 as re^2 + im^2 (complex abs() is 4x slower on CPU), then the filterbank: one matrix product.
+        power = spectrum.real.square() + spectrum.imag.square()
+        mel = power @ torch.from_numpy(self.mel_filters).to(wave.device)
+        log_mel = torch.full((len(wave), frames, mel.shape[-1]), math.log10(MEL_FLOOR), device=wave.device)
+        log_mel[:, :live] = mel.clamp_(min=MEL_FLOOR).log10_()
+        peak = log_mel.amax(dim=(1, 2), keepdim=True)
+        return ((torch.maximum(log_mel, peak - 8.0) + 4.0) / 4.0).mT, None
 
 
 @dataclass(frozen=True)

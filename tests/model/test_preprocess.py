@@ -3,7 +3,7 @@
 - Frames (CLIP, SigLIP): different on at most 1 % of the values, by at most one 8-bit level before normalisation
   (``rescale / std`` after it) when downscaling, the usual case, and two when upscaling; frames already at the
   encoder's size: within 1e-5. The float path of devices without a uint8 resize kernel is closer still.
-- Whisper log-mel: within 1e-5 (the same STFT and filterbank, batched).
+- Whisper log-mel: within 1e-5 (the same STFT and filterbank, batched; the frames of zero padding filled in).
 - wav2vec2/HuBERT waveform normalisation, with and without an attention mask: within 1e-5.
 """
 
@@ -108,10 +108,18 @@ EXTRACTORS = {
 }
 
 
+# Clips shorter and longer than Whisper's 4 s window; a batch that ends short of the window (only its live
+# frames are transformed), or just short of it (the clip's end is within one STFT window of the window's end); and
+# a missing track (the collator's 0.1 s of silence).
+LENGTHS = {"some longer": [16000, 48000, 1600, 70000], "all shorter": [16000, 48000, 1600],
+           "near the window's edge": [63500, 8000], "to the window's edge": [63900, 8000], "silence": [1600]}
+
+
+@pytest.mark.parametrize("lengths", list(LENGTHS), ids=list(LENGTHS))
 @pytest.mark.parametrize("name", sorted(EXTRACTORS))
-def test_audio_matches_the_feature_extractor(name):
+def test_audio_matches_the_feature_extractor(name, lengths):
     extractor = EXTRACTORS[name]()
-    waves = _waves([16000, 48000, 1600, 70000])  # shorter and longer than Whisper's 4 s window
+    waves = _waves(LENGTHS[lengths]) if lengths != "silence" else [np.zeros(1600, np.float32)]
     padding = {} if hasattr(extractor, "n_samples") else {"padding": "longest"}
     expected = extractor(waves, sampling_rate=16000, return_tensors="pt", **padding)
     values, mask = audio_features(extractor)(*_batch(waves))
