@@ -45,6 +45,19 @@ def test_a_truncated_shard_fails_naming_the_shard(tmp_path, make_shards):
         names(loader)
 
 
+def test_a_shard_cut_inside_a_member_fails_naming_the_member(tmp_path, make_shards):
+    make_shards(tmp_path, COUNTS)
+    shard = tmp_path / "coarse-000001.tar"  # s0004..s0007
+    with tarfile.open(shard) as tar:
+        info = tar.getmember("s0005.frames.jpg")
+    shard.write_bytes(shard.read_bytes()[: info.offset_data + info.size // 2])
+    loader = ShardLoader(str(tmp_path), 3, num_workers=0, resampled=False)
+    message = (r"coarse-000001\.tar: truncated or damaged \(EOFError: s0005\.frames\.jpg ends after \d+ of its "
+               r"\d+ bytes\), after sample s0004")
+    with pytest.raises(CorruptSampleError, match=message):
+        names(loader)
+
+
 def test_skip_replaces_corrupt_and_lost_samples_and_counts_them(tmp_path, make_shards):
     make_shards(tmp_path, COUNTS)
     clean = names(ShardLoader(str(tmp_path), 3, num_workers=2, seed=5))
