@@ -16,6 +16,7 @@ from shards.schema import (
     DIGESTS,
     CorruptSampleError,
     SchemaError,
+    _load_pcm,
     decode_sample,
     encode_sample,
     member_digests,
@@ -203,3 +204,19 @@ def test_verify_catches_a_count_mismatch(tmp_path, make_shards):
     data["totals"]["samples"] = 5
     (tmp_path / INDEX_FILE).write_text(json.dumps(data))
     assert verify(str(tmp_path))[1] == ["coarse-000000.tar: 4 samples, index says 5"]
+
+
+@pytest.mark.parametrize("array", [np.zeros(0, "<i2"), np.arange(-5, 5, dtype="<i2"), np.full(70000, 7, "<i2"),
+                                   np.arange(6, dtype=">i2"), np.arange(6, dtype="<i4"), np.zeros((2, 3), "<i2")])
+def test_audio_member_reads_as_np_load_reads_it(array):
+    """The pack job's header is read without np.load; other arrays still go through it (and the dtype and shape
+    checks refuse them); a member cut short is undecodable either way."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    data = buf.getvalue()
+    got = _load_pcm(data)
+    assert got.dtype == array.dtype and np.array_equal(got, array)
+    packed = array.dtype == np.dtype("<i2") and array.ndim == 1
+    assert got.flags.writeable is not packed  # the pack job's arrays are viewed in place, not copied by np.load
+    with pytest.raises(ValueError):
+        _load_pcm(data[:-1] if array.size else data[:-10])
