@@ -19,6 +19,7 @@ floating-point buffers to bf16, which would change the mel filters.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -143,34 +144,43 @@ class LogMelFeatures:
         return cls(int(extractor.n_samples), int(extractor.n_fft), int(extractor.hop_length),
                    np.asarray(extractor.mel_filters, np.float32), float(getattr(extractor, "dither", 0.0)))
 
+    @functools.cached_property
+    def window(self) -> np.ndarray:
+        return torch.hann_window(self.n_fft).numpy()
+
     def __call__(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, None]:
         wave = audio[:, : self.window_samples].to(torch.float32)
-        n, hop, half = wave.shape[-1], self.hop_length, self.n_fft // 2
+        (batch, n), hop, half = wave.shape, self.hop_length, self.n_fft // 2
         frames = self.window_samples // hop  # Whisper drops the last of the STFT's 1 + window // hop frames
         # Frames that read only the window's zero padding have zero power: their log-mel is the floor's, with
         # no FFT. Clips shorter than the window (4 s clips in Whisper's 30 s) leave most frames so. Dither
         # reaches the padding too, and then every frame is computed.
         live = frames if self.dither else min(frames, -(-(n + half) // hop))
         if (live - 1) * hop + half <= self.window_samples and live < frames:
-            # The live frames read up to sample (live - 1) * hop + half: zeros past the clip, then on the left
-            # the reflection that stft's centring pads with.
-            wave = F.pad(wave, (0, (live - 1) * hop + half - n))
-            wave = torch.cat([wave[:, 1 : half + 1].flip(-1), wave], dim=-1)
+            # The live frames read up to sample (live - 1) * hop + half: the clip, zeros after it, and before it
+            # the reflection that stft's centring pads the window with.
+            padded = wave.new_zeros(batch, (live - 1) * hop + self.n_fft)
+            padded[:, half : half + n] = wave
+            padded[:, :half] = padded[:, half + 1 : 2 * half + 1].flip(-1)
         else:
             live = frames
             wave = F.pad(wave, (0, self.window_samples - n))
             if self.dither:
                 wave = wave + self.dither * torch.randn_like(wave)
-            wave = F.pad(wave[:, None], (half, half), mode="reflect")[:, 0]
-        window = torch.hann_window(self.n_fft, device=wave.device)
-        spectrum = torch.fft.rfft(wave.unfold(-1, self.n_fft, hop)[:, :live] * window)  # [B, live, freq]
+            padded = F.pad(wave[:, None], (half, half), mode="reflect")[:, 0]
+        window = torch.from_numpy(self.window).to(wave.device)
+        spectrum = torch.fft.rfft(padded.unfold(-1, self.n_fft, hop)[:, :live] * window)  # [B, live, freq]
         # |z|^2 as re^2 + im^2 (complex abs() is 4x slower on CPU), then the filterbank: one matrix product.
-        power = spectrum.real.square() + spectrum.imag.square()
-        mel = power @ torch.from_numpy(self.mel_filters).to(wave.device)
-        log_mel = torch.full((len(wave), frames, mel.shape[-1]), math.log10(MEL_FLOOR), device=wave.device)
-        log_mel[:, :live] = mel.clamp_(min=MEL_FLOOR).log10_()
-        peak = log_mel.amax(dim=(1, 2), keepdim=True)
-        return ((torch.maximum(log_mel, peak - 8.0) + 4.0) / 4.0).mT, None
+        squares = torch.view_as_real(spectrum).square_()
+        mel = (squares[..., 0] + squares[..., 1]) @ torch.from_numpy(self.mel_filters).to(wave.device)
+        log_mel = mel.clamp_(min=MEL_FLOOR).log10_()
+        # The peak is a live frame's: the floor is the least value. The rest take the floor's final value.
+        peak = log_mel.amax(dim=(1, 2), keepdim=True) - 8.0
+        features = torch.empty((batch, frames, mel.shape[-1]), device=wave.device)
+        features[:, :live] = torch.maximum(log_mel, peak).add_(4.0).div_(4.0)
+        floor = torch.full_like(peak, math.log10(MEL_FLOOR))
+        features[:, live:] = torch.maximum(floor, peak).add_(4.0).div_(4.0)
+        return features.mT, None
 
 
 @dataclass(frozen=True)
