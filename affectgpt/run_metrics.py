@@ -18,7 +18,8 @@ from affectgpt.tracking import Tracker, TrackingConfig
 HEADLINE = (("accuracy_s", "Accuracy_s"), ("recall_s", "Recall_s"), ("avg", "Avg"), ("wheel_f1", "Wheel F1"))
 # Training, logged every log_every steps: the global token-mean loss, the learning rate, the mean optimizer
 # step time, throughput, model FLOPs utilisation, the gradient norm (when DeepSpeed reports one) and, at the end,
-# the run's wall time; data/corrupt_skipped counts samples skipped under data.on_corrupt=skip.
+# the run's wall time; data/corrupt_skipped counts samples skipped under data.on_corrupt=skip; with
+# data.max_tokens_per_batch, train/rows_per_step is the mean forward passes (packed rows) per step over all ranks.
 TRAIN_LOSS = "train/loss"
 TRAIN_LR = "train/lr"
 TRAIN_STEP_TIME_S = "train/step_time_s"
@@ -27,6 +28,7 @@ TRAIN_TOKENS_PER_S = "train/tokens_per_s"
 TRAIN_MFU = "train/mfu"
 TRAIN_GRAD_NORM = "train/grad_norm"
 TRAIN_WALL_S = "train/wall_s"
+TRAIN_ROWS_PER_STEP = "train/rows_per_step"
 DATA_CORRUPT_SKIPPED = "data/corrupt_skipped"
 # Validation during training, beside eval_metrics' names: its seconds, and the best step so far and its value.
 EVAL_SECONDS = "eval/seconds"

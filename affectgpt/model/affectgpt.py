@@ -199,7 +199,7 @@ class AffectGPT(nn.Module):
         return {k: v for k, v in self.state_dict().items()
                 if not (k.startswith("llm.") or ".encoder.model." in k)}
 
-    def collator(self, train: bool = True, packed: bool = False) -> Collator:
+    def collator(self, train: bool = True, packed: bool = False, max_tokens: int | None = None) -> Collator:
         cfg = self.config
         prompt = PromptBuilder(
             tokenizer=self.tokenizer, instruction=cfg.instruction,
@@ -211,7 +211,7 @@ class AffectGPT(nn.Module):
         )
         video = VideoInputs(cfg.num_frames, cfg.frame_size) if cfg.video else None
         audio = AudioInputs(cfg.sample_rate, int(cfg.max_audio_seconds * cfg.sample_rate)) if cfg.audio else None
-        return Collator(prompt, video, audio, train=train, packed=packed)
+        return Collator(prompt, video, audio, train=train, packed=packed, max_tokens=max_tokens)
 
     def embed(self, input_ids: torch.Tensor, frames: torch.Tensor | None = None,
               has_video: torch.Tensor | None = None, audio: torch.Tensor | None = None,

@@ -56,7 +56,9 @@ class AffectGPTJob:
             raise ValueError("finetune=lora freezes the LLM and llm_init=random makes it random: LoRA needs a "
                              "pretrained LLM (finetune=full trains a random one)")
         attention = resolve_attn_implementation(self.model_cfg.attn_implementation)
-        self.packed = cfg.data.packed if cfg.data.packed is not None else attention == "flash_attention_2"
+        # auto: packed with FlashAttention-2, or when a token budget asks for packed rows.
+        self.packed = cfg.data.packed if cfg.data.packed is not None else (
+            attention == "flash_attention_2" or cfg.data.max_tokens_per_batch is not None)
         self._hf_ds_config = None
 
     def build_model(self, ds_config: dict[str, Any]) -> torch.nn.Module:
@@ -91,9 +93,12 @@ class AffectGPTJob:
         return ShardLoader(
             str(self.cfg.data.shards), self.cfg.micro_batch_size, rank=rank, world_size=world_size,
             num_workers=loader_workers(self.cfg.data.workers, on_cuda), seed=self.cfg.data.seed,
-            collate_fn=model.collator(train=True, packed=self.packed), pin_memory=on_cuda,
-            on_corrupt=self.cfg.data.on_corrupt,
+            collate_fn=self.collator(model), pin_memory=on_cuda, on_corrupt=self.cfg.data.on_corrupt,
         )
+
+    def collator(self, model: torch.nn.Module):
+        """The training batches' collator: padded or packed, a packed one refusing samples over the budget."""
+        return model.collator(train=True, packed=self.packed, max_tokens=self.cfg.data.max_tokens_per_batch)
 
     def describe(self) -> dict[str, Any]:
         return to_dict(self.model_cfg)
@@ -103,6 +108,7 @@ class AffectGPTJob:
             "attention": model.llm.config._attn_implementation,
             "llm_class": type(model.llm).__name__,
             "packed": self.packed,
+            "max_tokens_per_batch": self.cfg.data.max_tokens_per_batch,
             "shards_sha256": batches.shard_digest,
         }
 

@@ -64,14 +64,27 @@ class DataSection:
     on_corrupt: Literal["fail", "skip"] = "fail"
     # Padding-free batches: each micro-batch's samples concatenated into one row, their position_ids restarting
     # at every sample (FlashAttention-2 and SDPA/eager then attend within each sample only). The micro-batch
-    # stays micro_batch_size samples; its token count varies. None (auto): on with FlashAttention-2, off
-    # otherwise (SDPA and eager isolate the rows with a full block-diagonal mask, which costs more than the
-    # padding it saves at these lengths; benchmarks/train_zero.py --variants measures both).
+    # stays micro_batch_size samples; its token count varies. None (auto): on with FlashAttention-2 or with
+    # max_tokens_per_batch, off otherwise (SDPA and eager isolate the rows with a full block-diagonal mask,
+    # which costs more than the padding it saves at these lengths; benchmarks/train_zero.py --variants).
     packed: bool | None = None
+    # Token budget of one forward pass: each packed micro-batch is cut, in order, into consecutive rows of at
+    # most this many tokens, forwarded and backwarded one after the other before the micro-batch's step (every
+    # rank runs as many rows as the rank that needs most). Activation memory then follows the budget while the
+    # samples, their order, the loss (token mean over the global batch) and the resume position stay those of
+    # micro_batch_size: set a large micro_batch_size and bound the memory here. A sample longer than the budget
+    # stops the run with its name. None: one row per micro-batch.
+    max_tokens_per_batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.workers != "auto" and self.workers < 0:
             raise ValueError(f"data.workers must be >= 0, got {self.workers}")
+        if self.max_tokens_per_batch is not None:
+            if self.max_tokens_per_batch < 1:
+                raise ValueError(f"data.max_tokens_per_batch must be >= 1, got {self.max_tokens_per_batch}")
+            if self.packed is False:
+                raise ValueError("data.max_tokens_per_batch cuts packed micro-batches into rows, but "
+                                 "data.packed=false; set data.packed=true (or null), or drop data.max_tokens_per_batch")
 
 
 @dataclass

@@ -6,6 +6,7 @@ AffectGPT and shard loader), so this module holds only the distributed-training 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -23,6 +24,7 @@ import torch
 from torch.distributed.constants import default_pg_timeout
 
 from affectgpt.config import to_dict
+from affectgpt.model.collator import row_groups, sample_lengths, split_packed
 from affectgpt.model.prompt import IGNORE_INDEX
 from affectgpt.run_metrics import (
     DATA_CORRUPT_SKIPPED,
@@ -32,6 +34,7 @@ from affectgpt.run_metrics import (
     TRAIN_LOSS,
     TRAIN_LR,
     TRAIN_MFU,
+    TRAIN_ROWS_PER_STEP,
     TRAIN_SAMPLES_PER_S,
     TRAIN_STEP_TIME_S,
     TRAIN_TOKENS_PER_S,
@@ -234,39 +237,34 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
             dist.all_reduce(targets)
             global_targets = max(int(targets.item()), 1)
             loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)
-            tokens = 0.0
-            for micro_batch in micro_batches:
-                # non_blocking: a pinned batch (CUDA) copies while the previous step's kernels still run.
-                batch = {k: v.to(engine.device, non_blocking=True) if torch.is_tensor(v) else v
-                         for k, v in micro_batch.items()}
+            tokens, forward_passes = 0.0, 0
+            for rows in budgeted_rows(micro_batches, cfg.data.max_tokens_per_batch, dist, engine.device):
 
-                def micro_step(batch: dict[str, Any] = batch, targets: int = global_targets) -> torch.Tensor:
-                    # The LLM sums this micro-batch's token losses and divides by the global count; DeepSpeed
-                    # averages gradients over ranks, which the factor world_size undoes, and scale_wrt_gas=False
-                    # keeps it from dividing by the accumulation steps: the gradient is that of the global mean.
-                    loss = engine(**batch, num_items_in_batch=targets).loss
-                    engine.backward(loss * manager.world_size, scale_wrt_gas=False)
-                    return loss
+                def micro_step(rows: list[dict[str, Any]] = rows, targets: int = global_targets) -> torch.Tensor:
+                    return forward_backward(engine, rows, targets, manager.world_size)
 
                 if progress.flops_per_micro_batch:
                     loss = micro_step()
                 else:
                     loss, progress.flops_per_micro_batch = count_flops(micro_step)
                 engine.step()
-                loss_sum += loss.detach().float()
-                tokens += input_tokens(batch)
+                loss_sum += loss.float()
+                tokens += sum(input_tokens(row) for row in rows)
+                forward_passes += len(rows)
             progress.step += 1
-            # [global token-mean loss, input tokens, stop requested, corrupt samples skipped]: summed over ranks.
+            # [global token-mean loss, input tokens, stop requested, corrupt samples skipped, forward passes]:
+            # summed over ranks.
             totals = torch.stack([
                 loss_sum,
                 torch.tensor(tokens, device=engine.device),
                 torch.tensor(float(preemption.requested), device=engine.device),
                 torch.tensor(float(len(batches.skipped)), device=engine.device),
+                torch.tensor(float(forward_passes), device=engine.device),
             ])
             dist.all_reduce(totals)
             stop = bool(totals[2].item() > 0)
             skipped = int(totals[3].item())
-            window.add(float(totals[1].item()))
+            window.add(float(totals[1].item()), float(totals[4].item()))
             if metrics is not None and (progress.step % cfg.log_every == 0 or progress.step == cfg.max_steps):
                 seconds = window.seconds()
                 step_flops = progress.flops_per_micro_batch * gas * manager.world_size
@@ -284,6 +282,8 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
                     values[TRAIN_TOKENS_PER_S] = window.tokens / seconds
                 if skipped:
                     values[DATA_CORRUPT_SKIPPED] = skipped
+                if cfg.data.max_tokens_per_batch is not None:  # what the budget costs: rows over all ranks
+                    values[TRAIN_ROWS_PER_STEP] = window.rows / window.steps
                 metrics.log(progress.step, values)
                 window = _Window()
             best = False
@@ -338,6 +338,45 @@ def _report_skipped(batches: StatefulBatches, total: int) -> None:
                     "session:\n  %s", len(batches.skipped), total, "\n  ".join(batches.skipped))
 
 
+def budgeted_rows(micro_batches: list[dict[str, torch.Tensor]], max_tokens: int | None, dist: Any,
+                  device: torch.device) -> list[list[dict[str, torch.Tensor]]]:
+    """Each micro-batch as the rows its forward passes take: itself, or with a token budget
+    (``data.max_tokens_per_batch``) its packed row cut into rows of at most ``max_tokens`` tokens. Every rank
+    cuts its i-th micro-batch into as many rows as the rank that needs most (one all-reduce per step): ZeRO-3
+    gathers parameters and ZeRO-2 reduces gradients in every forward and backward, so all ranks must run the
+    same number of them."""
+    if max_tokens is None:
+        return [[batch] for batch in micro_batches]
+    need = torch.tensor([packed_row_count(batch, max_tokens) for batch in micro_batches], device=device)
+    dist.all_reduce(need, op=dist.ReduceOp.MAX)
+    return [split_packed(batch, max_tokens, rows) for batch, rows in zip(micro_batches, need.tolist(), strict=True)]
+
+
+def forward_backward(engine: Any, rows: list[dict[str, torch.Tensor]], targets: int, world_size: int) -> torch.Tensor:
+    """One micro-batch's forward and backward, row after row (only one row's activations live at a time); its
+    loss summed over target tokens and divided by ``targets``, the global batch's count.
+
+    The LLM sums each row's token losses and divides by the global count; DeepSpeed averages gradients over
+    ranks, which the factor world_size undoes, and scale_wrt_gas=False keeps it from dividing by the
+    accumulation steps: the gradients add up to those of the global mean. Without ZeRO's gradient partitioning
+    (stages 0 and 1) the rows before the last keep their gradients local, so the step reduces once."""
+    loss = torch.zeros((), device=engine.device)
+    local = engine.zero_optimization_stage() < 2
+    for i, row in enumerate(rows):
+        # non_blocking: a pinned batch (CUDA) copies while the previous step's kernels still run.
+        batch = {k: v.to(engine.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in row.items()}
+        with engine.no_sync() if local and i < len(rows) - 1 else contextlib.nullcontext():
+            row_loss = engine(**batch, num_items_in_batch=targets).loss
+            engine.backward(row_loss * world_size, scale_wrt_gas=False)
+        loss += row_loss.detach()
+    return loss
+
+
+def packed_row_count(batch: dict[str, torch.Tensor], max_tokens: int) -> int:
+    """The fewest rows of at most ``max_tokens`` tokens that a packed batch splits into."""
+    return len(row_groups(sample_lengths(batch), max_tokens))
+
+
 def target_tokens(batch: dict[str, torch.Tensor]) -> int:
     """Tokens the causal-LM loss covers in a batch: labels shifted by one (token t predicts t + 1), ignored
     positions excluded. A packed row's samples each start with masked prompt tokens, so none crosses a border."""
@@ -351,14 +390,15 @@ def input_tokens(batch: dict[str, torch.Tensor]) -> float:
 
 
 class _Window:
-    """Steps, tokens and time since the last metrics line."""
+    """Steps, tokens, forward passes (rows) and time since the last metrics line."""
 
     def __init__(self) -> None:
-        self.start, self.steps, self.tokens = time.perf_counter(), 0, 0.0
+        self.start, self.steps, self.tokens, self.rows = time.perf_counter(), 0, 0.0, 0.0
 
-    def add(self, tokens: float) -> None:
+    def add(self, tokens: float, rows: float) -> None:
         self.steps += 1
         self.tokens += tokens
+        self.rows += rows
 
     def seconds(self) -> float:
         return time.perf_counter() - self.start

@@ -220,3 +220,29 @@ def test_activation_checkpointing_gives_the_same_gradients(make_config, samples)
     for name, p in model.named_parameters():
         if name in grads:
             torch.testing.assert_close(p.grad, grads[name], msg=name)
+
+
+def test_budgeted_rows_add_up_to_the_packed_loss_and_grads(make_config, samples):
+    """A packed micro-batch forwarded row by row (``split_packed``), each row's token-loss sum divided by the
+    whole batch's target count, gives the batch's loss and gradients."""
+    from affectgpt.model.collator import sample_lengths, split_packed
+
+    model = build(make_config("llama"))
+    batch = model.collator(packed=True)(samples(4))
+    targets = int((batch["labels"][..., 1:] != IGNORE_INDEX).sum())
+    whole = model(**batch, num_items_in_batch=targets).loss
+    whole.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    lengths = sample_lengths(batch)
+    rows = split_packed(batch, max(lengths[0] + lengths[1], *lengths))
+    assert len(rows) > 1
+    total = 0.0
+    for row in rows:
+        loss = model(**row, num_items_in_batch=targets).loss
+        loss.backward()
+        total += loss.detach()
+    torch.testing.assert_close(total, whole.detach(), rtol=1e-5, atol=1e-6)
+    for name, p in model.named_parameters():
+        if name in grads:
+            torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -115,3 +115,74 @@ def test_collator_pickles(model, samples):
     again = pickle.loads(pickle.dumps(collate))(batch_samples)
     for key, value in collate(batch_samples).items():
         assert torch.equal(value, again[key]), key
+
+
+def fewest_rows(lengths, budget):
+    """Exhaustive reference: the fewest consecutive groups of at most ``budget`` tokens (dynamic programming)."""
+    best = [0] + [len(lengths) + 1] * len(lengths)
+    for end in range(1, len(lengths) + 1):
+        for start in range(end):
+            if sum(lengths[start:end]) <= budget:
+                best[end] = min(best[end], best[start] + 1)
+    return best[-1]
+
+
+def test_row_groups_are_consecutive_within_budget_and_as_many_as_asked():
+    from affectgpt.model.collator import row_groups
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        lengths = rng.integers(1, 40, int(rng.integers(1, 9))).tolist()
+        budget = int(rng.integers(max(lengths), 2 * sum(lengths) + 1))
+        greedy = row_groups(lengths, budget)
+        assert len(greedy) == fewest_rows(lengths, budget)
+        for rows in range(len(greedy), len(lengths) + 1):
+            groups = greedy if rows == len(greedy) and rng.random() < 0.5 else row_groups(lengths, budget, rows)
+            assert len(groups) == rows and all(len(g) for g in groups)
+            assert [i for g in groups for i in g] == list(range(len(lengths)))  # consecutive, in order, all
+            assert all(sum(lengths[i] for i in g) <= budget for g in groups)
+        with pytest.raises(ValueError, match="cannot make"):
+            row_groups(lengths, budget, len(lengths) + 1)
+        if len(greedy) > 1:
+            with pytest.raises(ValueError, match="cannot make"):
+                row_groups(lengths, budget, len(greedy) - 1)
+    with pytest.raises(ValueError, match="a sample of 9 tokens does not fit the 8-token row budget"):
+        row_groups([3, 9, 2], 8)
+
+
+def test_split_packed_rows_are_the_batch_cut_at_sample_borders(model, samples):
+    from affectgpt.model.collator import ROW_KEYS, SAMPLE_KEYS, sample_lengths, split_packed
+
+    batch = model.collator(packed=True)(samples(5))
+    lengths = sample_lengths(batch)
+    assert len(lengths) == 5 and sum(lengths) == batch["input_ids"].shape[1]
+    budget = max(lengths[0] + lengths[1], *lengths)  # the first row holds (at least) two samples
+    rows = split_packed(batch, budget)
+    assert 1 < len(rows) < 5
+    for row in rows:
+        assert row["input_ids"].shape[1] <= budget and row["position_ids"][0, 0] == 0
+        assert set(row) == set(batch)
+        assert row["frames"].shape[0] == int((row["position_ids"][0] == 0).sum())
+    for key in ROW_KEYS:
+        assert torch.equal(torch.cat([row[key] for row in rows], dim=1), batch[key]), key
+    for key in SAMPLE_KEYS:  # audio keeps the batch's padded width
+        assert torch.equal(torch.cat([row[key] for row in rows]), batch[key]), key
+    assert len(split_packed(batch, budget, rows=5)) == 5
+    with pytest.raises(ValueError, match="unknown batch keys"):
+        split_packed({**batch, "extra": batch["labels"]}, budget)
+    with pytest.raises(ValueError, match="not a packed batch"):
+        split_packed(model.collator()(samples(2)), budget)
+
+
+def test_a_sample_over_the_budget_is_refused_by_name(model, samples):
+    batch_samples = samples(3)
+    lengths = [len(model.collator().prompt.encode(s["subtitle"], s["description"])[0]) for s in batch_samples]
+    longest = int(np.argmax(lengths))
+    collate = model.collator(packed=True, max_tokens=max(lengths) - 1)
+    with pytest.raises(ValueError, match=f"sample_{longest:08d}: {max(lengths)} tokens .* "
+                                         f"data.max_tokens_per_batch={max(lengths) - 1}"):
+        collate(batch_samples)
+    assert model.collator(packed=True, max_tokens=max(lengths))(batch_samples)["input_ids"].shape[1] == sum(lengths)
+    for bad in ({"packed": False, "max_tokens": 64}, {"packed": True, "max_tokens": 0}):
+        with pytest.raises(ValueError, match="token budget needs packed=True"):
+            model.collator(**bad)

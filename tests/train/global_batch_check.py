@@ -4,9 +4,10 @@
   deepspeed --num_gpus R tests/train/global_batch_check.py --config configs/stage1.yaml [key=value ...]
 
 The global batch is the first ``global_batch_size`` samples of ``data.shards`` in the loader's order; rank r
-takes the r-th contiguous share and cuts it into micro-batches, padded or packed (``data.packed``). So 1 rank x
-4 accumulation steps, 2 ranks x 2, and packed vs padded all see the same samples, and the step's loss, gradient
-norm and updated weights must agree.
+takes the r-th contiguous share and cuts it into micro-batches, padded or packed (``data.packed``, and
+``data.max_tokens_per_batch`` cuts those into rows in the loop). So 1 rank x 4 accumulation steps, 2 ranks x 2,
+packed vs padded, with or without a token budget all see the same samples, and the step's loss, gradient norm
+and updated weights must agree.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class FixedBatchJob(AffectGPTJob):
         cfg = self.cfg
         samples = next(iter(ShardLoader(str(cfg.data.shards), cfg.global_batch_size, seed=cfg.data.seed)))
         share = samples[rank * len(samples) // world_size:(rank + 1) * len(samples) // world_size]
-        collate = model.collator(train=True, packed=self.packed)
+        collate = self.collator(model)
         micro = cfg.micro_batch_size
         return FixedBatches([collate(share[i:i + micro]) for i in range(0, len(share), micro)])
 

@@ -1,6 +1,7 @@
 """The loss is the token mean over the whole global batch: two optimizer steps of the real loop on the same 8
-samples give the same losses, gradient norms and weights with 1 rank x 4 accumulation steps, 2 ranks x 2, and
-2 ranks x 2 packed (ZeRO-3, fp32, through the deepspeed launcher)."""
+samples give the same losses, gradient norms and weights with 1 rank x 4 accumulation steps, 2 ranks x 2,
+2 ranks x 2 packed, and 2 ranks x 1 micro-batch of 4 packed under a token budget (each rank's micro-batch cut
+into rows, as many on both ranks) (ZeRO-3, fp32, through the deepspeed launcher)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,23 @@ from .ds_launch import ROOT, consolidated
 
 pytestmark = pytest.mark.integration
 
-LAYOUTS = {"1 rank x 4": (1, False), "2 ranks x 2": (2, False), "2 ranks x 2 packed": (2, True)}
+# Of the first 8 samples' token counts (113, 130, 116, 106 | 120, 109, 96, 128 on the test corpus), 240 cuts
+# rank 0's micro-batch into 3 rows and rank 1's into 2, which rank 1 then makes 3 to match.
+BUDGET = 240
+LAYOUTS = {
+    "1 rank x 4": (1, ["micro_batch_size=2", "data.packed=false"]),
+    "2 ranks x 2": (2, ["micro_batch_size=2", "data.packed=false"]),
+    "2 ranks x 2 packed": (2, ["micro_batch_size=2", "data.packed=true"]),
+    "2 ranks x 1 x 4 packed, budget": (2, ["micro_batch_size=4", "data.packed=true",
+                                           f"data.max_tokens_per_batch={BUDGET}"]),
+}
 
 
 @pytest.fixture(scope="module")
 def steps(tiny_recipe, train_shards, tmp_path_factory) -> dict[str, tuple[list[dict], list[dict]]]:
     """Per layout: (metrics of steps 1 and 2, weights after steps 1 and 2)."""
     out = {}
-    for name, (ranks, packed) in LAYOUTS.items():
+    for name, (ranks, layout) in LAYOUTS.items():
         tmp = tmp_path_factory.mktemp("global-batch")
         ckpt = tmp / "ckpt"
         # eps=1 makes Adam's first update ~ lr * g (instead of lr * sign(g)), and no clipping: the updated
@@ -31,9 +41,8 @@ def steps(tiny_recipe, train_shards, tmp_path_factory) -> dict[str, tuple[list[d
         cmd = launch.deepspeed_cmd(
             "tests/train/global_batch_check.py", ROOT / "configs" / "stage1.yaml",
             f"model.recipe={tiny_recipe}", f"data.shards={train_shards['coarse']}", f"checkpoint.dir={ckpt}",
-            "max_steps=2", "checkpoint.every=1", "log_every=1", "global_batch_size=8", "micro_batch_size=2",
-            f"data.packed={packed}", "optim.warmup_steps=0", "optim.lr=0.1", "optim.eps=1.0", "optim.grad_clip=0",
-            ranks=ranks)
+            "max_steps=2", "checkpoint.every=1", "log_every=1", "global_batch_size=8", *layout,
+            "optim.warmup_steps=0", "optim.lr=0.1", "optim.eps=1.0", "optim.grad_clip=0", ranks=ranks)
         assert launch.run(cmd, tmp / "log.txt", timeout=300) == 0, (tmp / "log.txt").read_text()[-4000:]
         metrics = [json.loads(line) for line in (ckpt / "metrics.jsonl").read_text().splitlines()[:2]]
         out[name] = metrics, [consolidated(ckpt, step=s) for s in (1, 2)]
@@ -56,3 +65,10 @@ def test_the_steps_moved_the_weights(steps):
     _, (first, second) = steps["1 rank x 4"]
     moved = max(float((second[k] - first[k]).abs().max()) for k in first if first[k].is_floating_point())
     assert moved > 1e-3, moved  # 100 x the absolute tolerance
+
+
+def test_the_budget_cut_the_micro_batches_into_rows(steps):
+    """The budgeted layout is not one row per micro-batch in disguise: each rank ran its micro-batch as 3 rows
+    (BUDGET: rank 0 needs 3, rank 1 needs 2 and matches)."""
+    metrics, _ = steps["2 ranks x 1 x 4 packed, budget"]
+    assert [m["train/rows_per_step"] for m in metrics] == [6, 6]

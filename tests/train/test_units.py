@@ -35,8 +35,9 @@ def test_stage_configs_load_and_unknown_keys_are_rejected():
 def test_feature_keys_are_accepted():
     c = cfg("data.packed=true", "model.activation_checkpointing=true",
             "model.activation_checkpointing_every_n_layers=2", "finetune=lora", "lora.r=8",
-            "lora.target_modules=[q_proj,v_proj]", "dist.precision=bf16")
+            "lora.target_modules=[q_proj,v_proj]", "dist.precision=bf16", "data.max_tokens_per_batch=512")
     assert c.data.packed is True and c.model.activation_checkpointing_every_n_layers == 2
+    assert c.data.max_tokens_per_batch == 512 and cfg().data.max_tokens_per_batch is None
     assert c.lora_config().r == 8 and c.lora_config().target_modules == ["q_proj", "v_proj"]
     assert cfg().data.packed is None and cfg().lora_config() is None  # auto packing; full fine-tuning
     assert cfg("finetune=lora").lora_config().r == 16  # the defaults of LoraConfig
@@ -48,6 +49,8 @@ def test_feature_keys_are_accepted():
     (["finetune=lora", "lora.r=0"], "lora.r must be >= 1"),
     (["finetune=lora", "lora.target_modules=[]"], "lora.target_modules is empty"),
     (["finetune=partial"], "finetune"),
+    (["data.packed=false", "data.max_tokens_per_batch=256"], "max_tokens_per_batch cuts packed .* data.packed=false"),
+    (["data.max_tokens_per_batch=0"], "data.max_tokens_per_batch must be >= 1"),
 ])
 def test_contradictory_feature_keys_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -60,6 +63,13 @@ def test_lora_on_a_random_llm_is_refused(tiny_recipe):
     c = cfg(f"model.recipe={tiny_recipe}", "finetune=lora", "model.set.llm_init=random")
     with pytest.raises(ValueError, match="finetune=lora .* llm_init=random"):
         AffectGPTJob(c)
+
+
+def test_a_token_budget_turns_auto_packing_on(tiny_recipe):
+    from affectgpt.train.components import AffectGPTJob
+
+    assert not AffectGPTJob(cfg(f"model.recipe={tiny_recipe}")).packed  # auto on CPU: SDPA, padded
+    assert AffectGPTJob(cfg(f"model.recipe={tiny_recipe}", "data.max_tokens_per_batch=256")).packed
 
 
 def test_token_counts_follow_the_shifted_labels():
