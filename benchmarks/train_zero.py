@@ -2,11 +2,14 @@
 model-state memory per rank, MFU over the matmul peak measured in this script; ratios printed against DDP, and
 the measured model states against the capacity planner's prediction (``affectgpt plan``'s memory model).
 The training features (``--variants``) are measured the same way under ZeRO-3, against its padded run:
-``packed`` (data.packed: tokens/s and the padding it saves), ``checkpointing`` (model.activation_checkpointing:
-activations saved for the backward and step time) and ``lora`` (finetune=lora: trainable parameters, step time).
+``packed`` (data.packed: tokens/s and the padding it saves), ``budget`` (packed with data.max_tokens_per_batch:
+the micro-batch cut into rows of at most ``--max-tokens`` tokens, forwarded one after the other),
+``checkpointing`` (model.activation_checkpointing: activations saved for the backward and step time) and
+``lora`` (finetune=lora: trainable parameters, step time).
 
   python benchmarks/train_zero.py [--recipe configs/models/smollm2-135m.yaml] [--zoo models] [--steps 4]
   python benchmarks/train_zero.py --strategies zero3 --variants padded packed checkpointing lora
+  python benchmarks/train_zero.py --strategies zero3 --variants padded packed budget --micro 4 [--max-tokens N]
   python benchmarks/train_zero.py --startup      # also: DeepSpeed start-up with and without the shm op build
 
 The driver measures the fp32 (CPU) / bf16 (GPU) matmul peak of the whole machine, then launches
@@ -14,8 +17,10 @@ The driver measures the fp32 (CPU) / bf16 (GPU) matmul peak of the whole machine
 (``AffectGPTJob``), train on one fixed synthetic batch (no data loading in the timings), and write per-rank
 JSON. Model-state memory = bytes of every distinct tensor storage held by parameters, gradients and the
 optimizer (ZeRO partitions and flat buffers included), measured after a backward, when gradients exist.
-Saved activations = bytes of the distinct storages autograd keeps for the backward of one micro-batch. The
-batch's descriptions differ in length (1 to 4 sentences), so padding is what a real batch has.
+Saved activations = the peak over one micro-batch's step of the bytes of the distinct storages autograd keeps
+for the backward (one row's, with a token budget: each row's are freed by its backward before the next row).
+The batch's descriptions differ in length (1 to 4 sentences), so padding is what a real batch has. Every
+variant runs the training loop's own micro-step (``session.budgeted_rows`` + ``forward_backward``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ SENTENCE = ("The person raises their eyebrows and speaks quickly with a rising p
 VARIANTS = {
     "padded": [],
     "packed": ["data.packed=true"],
+    "budget": ["data.packed=true"],  # + data.max_tokens_per_batch=--max-tokens (default: the longest sample)
     "checkpointing": ["model.activation_checkpointing=true"],
     "lora": ["finetune=lora"],
 }
@@ -54,6 +60,9 @@ def main() -> int:
     p.add_argument("--zoo", type=Path, default=ROOT / "models", help="where the recipe's models/... paths live")
     p.add_argument("--steps", type=int, default=4, help="timed steps per strategy (after 2 warm-up steps)")
     p.add_argument("--micro", type=int, default=2, help="samples per rank per step")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="the budget variant's data.max_tokens_per_batch (default: the longest sample of the batch, "
+                        "the tightest budget that fits)")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     p.add_argument("--variants", nargs="+", default=["padded"], choices=list(VARIANTS),
                    help="training features to measure (other than padded: under zero3 only)")
@@ -99,7 +108,8 @@ def driver(args: argparse.Namespace) -> int:
             out.mkdir()
             cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
                    __file__, "--worker", strategy, "--variant", variant, "--recipe", str(recipe),
-                   "--steps", str(args.steps), "--micro", str(args.micro), "--out", str(out)]
+                   "--steps", str(args.steps), "--micro", str(args.micro), "--out", str(out),
+                   *(["--max-tokens", str(args.max_tokens)] if args.max_tokens else [])]
             env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // 2))}
             log.info("%s: %s", name, " ".join(cmd))
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -139,13 +149,17 @@ def report(results: dict[str, list[dict]], peak: float) -> None:
             "activations_mb": max(r["activations_mb"] for r in ranks),
             "trainable": ranks[0]["trainable"],
             "mfu": sum(r["flops_per_step"] for r in ranks) / step / peak,
+            "rows": ranks[0]["rows"],  # forward passes per rank per step (the same on every rank)
+            "budget": ranks[0]["budget"],
         }
     print(f"\n{'run':20} {'step s':>8} {'samples/s':>10} {'tokens/s':>9} {'padding':>8} {'peak RSS MB':>12} "
-          f"{'states MB':>10} {'activations MB':>15} {'trainable':>10} {'MFU':>7}   (per rank)")
+          f"{'states MB':>10} {'activations MB':>15} {'trainable':>10} {'MFU':>7} {'rows':>5}   (per rank)")
     for s, r in rows.items():
         print(f"{s:20} {r['step_s']:8.3f} {r['samples_s']:10.2f} {r['tokens_s']:9.0f} {r['padding']:8.1%} "
               f"{r['peak_rss_mb']:12.0f} {r['model_state_mb']:10.1f} {r['activations_mb']:15.1f} "
-              f"{r['trainable']:10,d} {r['mfu']:7.2%}")
+              f"{r['trainable']:10,d} {r['mfu']:7.2%} {r['rows']:5d}")
+    if "zero3/budget" in rows:
+        print(f"\nzero3/budget: data.max_tokens_per_batch={rows['zero3/budget']['budget']}")
     print("\nmodel states per rank, measured / predicted by affectgpt.train.plan:")
     for s, r in rows.items():
         print(f"  {s}: {r['model_state_mb']:.1f} MB / {r['predicted_model_state_mb']:.1f} MB = "
@@ -170,6 +184,11 @@ def report(results: dict[str, list[dict]], peak: float) -> None:
                       f"peak RSS {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x, "
                       f"trainable parameters {r['trainable'] / base['trainable']:.3f}x, "
                       f"padding {base['padding']:.1%} -> {r['padding']:.1%}")
+    if "zero3/budget" in rows and "zero3/packed" in rows:
+        base, r = rows["zero3/packed"], rows["zero3/budget"]
+        print(f"\nzero3/budget vs zero3/packed (one row per micro-batch): {r['rows']} rows per step, "
+              f"step time {r['step_s'] / base['step_s']:.2f}x, tokens/s {r['tokens_s'] / base['tokens_s']:.2f}x, "
+              f"peak saved activations {r['activations_mb'] / base['activations_mb']:.2f}x")
     print(json.dumps(rows, indent=1))
 
 
@@ -225,11 +244,18 @@ def worker(args: argparse.Namespace) -> int:
     from deepspeed.accelerator import get_accelerator
 
     from affectgpt.config import load_config
+    from affectgpt.model.collator import sample_lengths
     from affectgpt.train.components import AffectGPTJob
     from affectgpt.train.config import TrainConfig
     from affectgpt.train.ds_config import fill, load_template, template_path
     from affectgpt.train.flops import count_flops
-    from affectgpt.train.session import _skip_unused_cpu_comm_build, input_tokens
+    from affectgpt.train.session import (
+        _skip_unused_cpu_comm_build,
+        budgeted_rows,
+        forward_backward,
+        input_tokens,
+        target_tokens,
+    )
 
     _skip_unused_cpu_comm_build(get_accelerator().device_name())
     deepspeed.init_distributed()
@@ -246,11 +272,19 @@ def worker(args: argparse.Namespace) -> int:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
-    collate = model.collator(train=True, packed=job.packed)
-    batch = {k: v.to(engine.device) for k, v in collate(samples(model.config, args.micro, rank)).items()}
+    # Cut on the host, as the training loop does; forward_backward moves each row to the device.
+    batch = model.collator(train=True, packed=job.packed)(samples(model.config, args.micro, rank))
+    budget = None
+    if args.variant == "budget":
+        longest = torch.tensor(args.max_tokens or max(sample_lengths(batch)), device=engine.device)
+        dist.all_reduce(longest, op=dist.ReduceOp.MAX)
+        budget = int(longest.item())
+    rows = budgeted_rows([batch], budget, dist, engine.device)[0]
+    targets = torch.tensor(float(target_tokens(batch)), device=engine.device)
+    dist.all_reduce(targets)
 
     def step() -> None:
-        engine.backward(engine(**batch).loss)
+        forward_backward(engine, rows, int(targets.item()), world, last=True)
 
     with saved_activations() as saved:
         step()  # warm-up step 0, measured for its activations
@@ -276,7 +310,7 @@ def worker(args: argparse.Namespace) -> int:
         "trainable": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad),
         "param_bytes": 2 if gpu else 4, "world_size": world,
         "tokens": int(input_tokens(batch)), "row_tokens": batch["input_ids"].numel(),
-        "activations_mb": saved["bytes"] / 2**20,
+        "activations_mb": saved["peak_bytes"] / 2**20, "rows": len(rows), "budget": budget,
     }
     (args.out / f"rank{rank}.json").write_text(json.dumps(result))
     return 0
@@ -300,23 +334,43 @@ def samples(model_cfg, n: int, rank: int = 0) -> list[dict]:
     } for i in range(n)]
 
 
+class _Saved:
+    """A tensor autograd keeps for the backward, counted in ``live`` (storage -> [bytes, references]) for as
+    long as autograd holds it: a backward releases what it used."""
+
+    def __init__(self, tensor, live: dict[int, list[int]], out: dict[str, int]):
+        self.tensor, self.live, self.out = tensor, live, out
+        self.key = tensor.untyped_storage().data_ptr()
+        entry = live.setdefault(self.key, [tensor.untyped_storage().nbytes(), 0])
+        entry[1] += 1
+        out["peak_bytes"] = max(out["peak_bytes"], sum(size for size, _ in live.values()))
+
+    def __del__(self) -> None:
+        entry = self.live[self.key]
+        entry[1] -= 1
+        if not entry[1]:
+            del self.live[self.key]
+
+
 @contextlib.contextmanager
 def saved_activations():
-    """Bytes of the distinct tensor storages autograd saves for the backward inside the block (parameters,
-    which the model holds anyway, excluded)."""
+    """The peak, inside the block, of the bytes of the distinct tensor storages autograd holds for backward
+    passes still to come (parameters, which the model holds anyway, excluded)."""
     import torch
 
-    storages: dict[int, int] = {}
-    out = {"bytes": 0}
+    live: dict[int, list[int]] = {}
+    out = {"peak_bytes": 0}
 
     def pack(t):
-        if not isinstance(t, torch.nn.Parameter) and t.untyped_storage().data_ptr():
-            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
+        if isinstance(t, torch.nn.Parameter) or not t.untyped_storage().data_ptr():
+            return t
+        return _Saved(t, live, out)
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    def unpack(saved):
+        return saved.tensor if isinstance(saved, _Saved) else saved
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         yield out
-    out["bytes"] = sum(storages.values())
 
 
 def model_state_bytes(engine) -> int:

@@ -6,7 +6,6 @@ AffectGPT and shard loader), so this module holds only the distributed-training 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -238,10 +237,12 @@ def _loop(cfg: TrainConfig, engine: Any, batches: StatefulBatches, manager: Chec
             global_targets = max(int(targets.item()), 1)
             loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)
             tokens, forward_passes = 0.0, 0
-            for rows in budgeted_rows(micro_batches, cfg.data.max_tokens_per_batch, dist, engine.device):
+            micro_rows = budgeted_rows(micro_batches, cfg.data.max_tokens_per_batch, dist, engine.device)
+            for m, rows in enumerate(micro_rows):
 
-                def micro_step(rows: list[dict[str, Any]] = rows, targets: int = global_targets) -> torch.Tensor:
-                    return forward_backward(engine, rows, targets, manager.world_size)
+                def micro_step(rows: list[dict[str, Any]] = rows, last: bool = m == len(micro_rows) - 1,
+                               targets: int = global_targets) -> torch.Tensor:
+                    return forward_backward(engine, rows, targets, manager.world_size, last)
 
                 if progress.flops_per_micro_batch:
                     loss = micro_step()
@@ -352,22 +353,25 @@ def budgeted_rows(micro_batches: list[dict[str, torch.Tensor]], max_tokens: int 
     return [split_packed(batch, max_tokens, rows) for batch, rows in zip(micro_batches, need.tolist(), strict=True)]
 
 
-def forward_backward(engine: Any, rows: list[dict[str, torch.Tensor]], targets: int, world_size: int) -> torch.Tensor:
+def forward_backward(engine: Any, rows: list[dict[str, torch.Tensor]], targets: int, world_size: int,
+                     last: bool) -> torch.Tensor:
     """One micro-batch's forward and backward, row after row (only one row's activations live at a time); its
-    loss summed over target tokens and divided by ``targets``, the global batch's count.
+    loss summed over target tokens and divided by ``targets``, the global batch's count. ``last``: the step's
+    last micro-batch, whose last row is the accumulation boundary.
 
     The LLM sums each row's token losses and divides by the global count; DeepSpeed averages gradients over
     ranks, which the factor world_size undoes, and scale_wrt_gas=False keeps it from dividing by the
-    accumulation steps: the gradients add up to those of the global mean. Without ZeRO's gradient partitioning
-    (stages 0 and 1) the rows before the last keep their gradients local, so the step reduces once."""
+    accumulation steps: the gradients add up to those of the global mean. The boundary is set explicitly
+    before every row (DeepSpeed's manual-boundary mode), since a budget makes more backward passes than the
+    configured accumulation steps: every row but the boundary's only accumulates, and ZeRO-2 or DDP reducing
+    at a backward they took for the boundary would drop the rows after it."""
     loss = torch.zeros((), device=engine.device)
-    local = engine.zero_optimization_stage() < 2
     for i, row in enumerate(rows):
         # non_blocking: a pinned batch (CUDA) copies while the previous step's kernels still run.
         batch = {k: v.to(engine.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in row.items()}
-        with engine.no_sync() if local and i < len(rows) - 1 else contextlib.nullcontext():
-            row_loss = engine(**batch, num_items_in_batch=targets).loss
-            engine.backward(row_loss * world_size, scale_wrt_gas=False)
+        engine.set_gradient_accumulation_boundary(last and i == len(rows) - 1)
+        row_loss = engine(**batch, num_items_in_batch=targets).loss
+        engine.backward(row_loss * world_size, scale_wrt_gas=False)
         loss += row_loss.detach()
     return loss
 
