@@ -2,14 +2,15 @@
 model-state memory per rank, MFU over the matmul peak measured in this script; ratios printed against DDP, and
 the measured model states against the capacity planner's prediction (``affectgpt plan``'s memory model).
 The training features (``--variants``) are measured the same way under ZeRO-3, against its padded run:
-``packed`` (data.packed: tokens/s and the padding it saves), ``budget`` (packed with data.max_tokens_per_batch:
-the micro-batch cut into rows of at most ``--max-tokens`` tokens, forwarded one after the other),
+``packed`` (data.packed: tokens/s and the padding it saves), ``packed-budget`` (packed with
+data.max_tokens_per_batch: the micro-batch cut into rows of at most ``--max-tokens`` tokens, forwarded one after
+the other),
 ``checkpointing`` (model.activation_checkpointing: activations saved for the backward and step time) and
 ``lora`` (finetune=lora: trainable parameters, step time).
 
   python benchmarks/train_zero.py [--recipe configs/models/smollm2-135m.yaml] [--zoo models] [--steps 4]
   python benchmarks/train_zero.py --strategies zero3 --variants padded packed checkpointing lora
-  python benchmarks/train_zero.py --strategies zero3 --variants padded packed budget --micro 4 [--max-tokens N]
+  python benchmarks/train_zero.py --strategies zero3 --variants padded packed packed-budget --micro 4 [--max-tokens N]
   python benchmarks/train_zero.py --startup      # also: DeepSpeed start-up with and without the shm op build
 
 The driver measures the fp32 (CPU) / bf16 (GPU) matmul peak of the whole machine, then launches
@@ -48,7 +49,7 @@ SENTENCE = ("The person raises their eyebrows and speaks quickly with a rising p
 VARIANTS = {
     "padded": [],
     "packed": ["data.packed=true"],
-    "budget": ["data.packed=true"],  # + data.max_tokens_per_batch=--max-tokens (default: the longest sample)
+    "packed-budget": ["data.packed=true"],  # + data.max_tokens_per_batch=--max-tokens (default: the longest sample)
     "checkpointing": ["model.activation_checkpointing=true"],
     "lora": ["finetune=lora"],
 }
@@ -61,8 +62,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=4, help="timed steps per strategy (after 2 warm-up steps)")
     p.add_argument("--micro", type=int, default=2, help="samples per rank per step")
     p.add_argument("--max-tokens", type=int, default=None,
-                   help="the budget variant's data.max_tokens_per_batch (default: the longest sample of the batch, "
-                        "the tightest budget that fits)")
+                   help="the packed-budget variant's data.max_tokens_per_batch (default: the batch's longest "
+                        "sample, the tightest budget that fits)")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     p.add_argument("--variants", nargs="+", default=["padded"], choices=list(VARIANTS),
                    help="training features to measure (other than padded: under zero3 only)")
@@ -158,8 +159,8 @@ def report(results: dict[str, list[dict]], peak: float) -> None:
         print(f"{s:20} {r['step_s']:8.3f} {r['samples_s']:10.2f} {r['tokens_s']:9.0f} {r['padding']:8.1%} "
               f"{r['peak_rss_mb']:12.0f} {r['model_state_mb']:10.1f} {r['activations_mb']:15.1f} "
               f"{r['trainable']:10,d} {r['mfu']:7.2%} {r['rows']:5d}")
-    if "zero3/budget" in rows:
-        print(f"\nzero3/budget: data.max_tokens_per_batch={rows['zero3/budget']['budget']}")
+    if "zero3/packed-budget" in rows:
+        print(f"\nzero3/packed-budget: data.max_tokens_per_batch={rows['zero3/packed-budget']['budget']}")
     print("\nmodel states per rank, measured / predicted by affectgpt.train.plan:")
     for s, r in rows.items():
         print(f"  {s}: {r['model_state_mb']:.1f} MB / {r['predicted_model_state_mb']:.1f} MB = "
@@ -184,9 +185,9 @@ def report(results: dict[str, list[dict]], peak: float) -> None:
                       f"peak RSS {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x, "
                       f"trainable parameters {r['trainable'] / base['trainable']:.3f}x, "
                       f"padding {base['padding']:.1%} -> {r['padding']:.1%}")
-    if "zero3/budget" in rows and "zero3/packed" in rows:
-        base, r = rows["zero3/packed"], rows["zero3/budget"]
-        print(f"\nzero3/budget vs zero3/packed (one row per micro-batch): {r['rows']} rows per step, "
+    if "zero3/packed-budget" in rows and "zero3/packed" in rows:
+        base, r = rows["zero3/packed"], rows["zero3/packed-budget"]
+        print(f"\nzero3/packed-budget vs zero3/packed (one row per micro-batch): {r['rows']} rows per step, "
               f"step time {r['step_s'] / base['step_s']:.2f}x, tokens/s {r['tokens_s'] / base['tokens_s']:.2f}x, "
               f"peak saved activations {r['activations_mb'] / base['activations_mb']:.2f}x")
     print(json.dumps(rows, indent=1))
@@ -275,7 +276,7 @@ def worker(args: argparse.Namespace) -> int:
     # Cut on the host, as the training loop does; forward_backward moves each row to the device.
     batch = model.collator(train=True, packed=job.packed)(samples(model.config, args.micro, rank))
     budget = None
-    if args.variant == "budget":
+    if args.variant == "packed-budget":
         longest = torch.tensor(args.max_tokens or max(sample_lengths(batch)), device=engine.device)
         dist.all_reduce(longest, op=dist.ReduceOp.MAX)
         budget = int(longest.item())
