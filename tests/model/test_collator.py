@@ -176,7 +176,9 @@ def test_split_packed_rows_are_the_batch_cut_at_sample_borders(model, samples):
 
 def test_a_sample_over_the_budget_is_refused_by_name(model, samples):
     batch_samples = samples(3)
-    lengths = [len(model.collator().prompt.encode(s["subtitle"], s["description"])[0]) for s in batch_samples]
+    pairs = model.collator().prompt.encode([s["subtitle"] for s in batch_samples],
+                                           [s["description"] for s in batch_samples])
+    lengths = [len(ids) for ids, _ in pairs]
     longest = int(np.argmax(lengths))
     collate = model.collator(packed=True, max_tokens=max(lengths) - 1)
     with pytest.raises(ValueError, match=f"sample_{longest:08d}: {max(lengths)} tokens .* "

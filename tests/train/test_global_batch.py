@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from affectgpt.run_metrics import TRAIN_GRAD_NORM, TRAIN_LOSS
+from affectgpt.run_metrics import TRAIN_GRAD_NORM, TRAIN_LOSS, TRAIN_ROWS_PER_STEP
 
 from . import ds_launch as launch
 from .ds_launch import ROOT, consolidated
@@ -76,4 +76,4 @@ def test_the_budget_cut_the_micro_batches_into_rows(steps):
     (BUDGET: rank 0 needs 3, rank 1 needs 2 and matches)."""
     for name in ("2 ranks x 1 x 4 packed, budget", "2 ranks x 1 x 4 packed, budget, zero2"):
         metrics, _ = steps[name]
-        assert [m["train/rows_per_step"] for m in metrics] == [6, 6]
+        assert [m[TRAIN_ROWS_PER_STEP] for m in metrics] == [6, 6]

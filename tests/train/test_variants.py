@@ -11,6 +11,8 @@ import json
 import pytest
 import torch
 
+from affectgpt.run_metrics import TRAIN_ROWS_PER_STEP
+
 from . import ds_launch as launch
 from .ds_launch import consolidated, stage1_cmd
 
@@ -51,7 +53,7 @@ def test_kill9_then_rerun_gives_identical_weights(uninterrupted, tiny_recipe, tr
         assert any("lora_A" in key for key in want)
     if name == "packed-budget":  # the budget did cut micro-batches (2 ranks x 1 micro-batch: 2 rows unless cut)
         metrics = [json.loads(line) for line in (reference / "metrics.jsonl").read_text().splitlines()]
-        assert max(m.get("train/rows_per_step", 0) for m in metrics) > 2
+        assert max(m.get(TRAIN_ROWS_PER_STEP, 0) for m in metrics) > 2
 
 
 def test_export_loads_and_lora_is_merged(uninterrupted, tmp_path):
