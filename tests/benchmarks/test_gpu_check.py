@@ -39,7 +39,9 @@ def test_dry_run_writes_the_table(tmp_path):
                        ("toy-llm", "torch", "packed"), ("tiny", "zero3", "padded"), ("tiny", "zero3", "packed")]
     for row in report["rows"]:
         assert row["ok"], row
-        assert row["tokens_per_s"] > 0 and 0 < row["mfu"] < 1, row
+        # MFU > 0 only: the dry run's peak is a 0.2 s 256-square matmul, which a loaded CPU can time far below
+        # what the step then gets (an MFU of 2.97 was seen beside other jobs); on the GPU the peak is 2 s at 8192.
+        assert row["tokens_per_s"] > 0 and row["mfu"] > 0, row
         if row["layout"] == "packed":
             assert row["packed_equals_padded"], row
     torch_rows = {r["layout"]: r for r in report["rows"] if r["path"] == "torch" and r["model"] == "tiny"}
