@@ -12,7 +12,15 @@ from transformers import AutoTokenizer
 
 from affectgpt.corpus import read_split
 from affectgpt.model.config import AffectGPTConfig
-from affectgpt.model.prompt import AUDIO_TOKEN, FUSION_TOKEN, IGNORE_INDEX, PLAIN_TEMPLATE, VIDEO_TOKEN, PromptBuilder
+from affectgpt.model.prompt import (
+    AUDIO_TOKEN,
+    FUSION_TOKEN,
+    IGNORE_INDEX,
+    PLAIN_TEMPLATE,
+    VIDEO_TOKEN,
+    PromptBuilder,
+    plain_backend,
+)
 
 
 @pytest.fixture
@@ -123,7 +131,7 @@ def test_batched_prompts_equal_rendering_each_alone(name, template, tokenizers, 
     tok = tokenizers(name)
     b = PromptBuilder(tokenizer=tok, instruction=AffectGPTConfig.instruction, num_video=8, num_audio=8,
                       num_fusion=4, max_subtitle_tokens=48, max_description_tokens=128, chat_template=template)
-    assert b._around is not None  # the fast path is the one tested
+    assert b._around is not None and plain_backend(tok) is not None  # the fast paths are the ones tested
     subtitles, descriptions = zip(*corpus_texts, strict=True)
     for start in range(0, len(corpus_texts), 7):  # batches of 7: each mixes languages and lengths
         batch = slice(start, start + 7)
@@ -141,3 +149,14 @@ def test_template_that_reads_the_subtitle_is_rendered_per_prompt(base_tokenizer)
     users = [f"Video: {VIDEO_TOKEN * 2}\nSubtitle: {s}\nName the emotions." for s in ("hi", "hello")]
     assert [base_tokenizer.decode(ids) for ids in b.prompt_ids(["hi", "hello"])] == [
         f"{user} ({len(user)} characters)" for user in users]
+
+
+def test_backend_set_to_truncate_is_left_to_the_hf_call(zoo, corpus_texts):
+    """A Rust tokenizer configured to truncate (or pad) is not called directly: the HF call, which clears that
+    for a call without truncation, gives the ids."""
+    tok = AutoTokenizer.from_pretrained(zoo / "llm/llama-tiny")
+    tok.backend_tokenizer.enable_truncation(8)
+    assert plain_backend(tok) is None
+    b = builder(tok)
+    subtitles, descriptions = zip(*corpus_texts[:5], strict=True)
+    assert b.encode(subtitles, descriptions) == [reference_encode(b, s, d) for s, d in corpus_texts[:5]]
