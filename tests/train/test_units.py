@@ -285,12 +285,13 @@ def test_second_holder_of_a_checkpoint_dir_is_refused_by_name(tmp_path):
     lock.release()
 
 
-def test_tracking_hook_reopens_the_same_mlflow_run(tiny_recipe, tmp_path, monkeypatch):
+def test_tracking_hook_reopens_the_same_mlflow_run(tiny_recipe, train_shards, tmp_path, monkeypatch):
     from affectgpt.train.components import AffectGPTJob
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # what the hook sets; undone after the test
 
     c = cfg(f"model.recipe={tiny_recipe}", f"checkpoint.dir={tmp_path / 'ckpt'}", "tracking.enabled=true",
+            f"data.shards={train_shards['coarse']}",
             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "tags.stage=1")
     job = AffectGPTJob(c)
     first = job.metrics(None, {"world_size": 2})
@@ -309,6 +310,7 @@ def test_tracking_hook_reopens_the_same_mlflow_run(tiny_recipe, tmp_path, monkey
     assert [(m.step, m.value) for m in client.get_metric_history(first.run_id, TRAIN_LOSS)] == [(1, 2.0), (2, 1.5)]
     assert [(m.step, m.value) for m in client.get_metric_history(first.run_id, "eval/avg")] == [(1, 0.5)]
     assert client.get_run(first.run_id).data.tags["best_step"] == "1"
+    assert len(client.get_run(first.run_id).inputs.dataset_inputs) == 1  # the train split, not again on reopen
     assert AffectGPTJob(cfg(f"model.recipe={tiny_recipe}")).metrics(None, {}) is None
 
 
