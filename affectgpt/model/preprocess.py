@@ -19,9 +19,8 @@ floating-point buffers to bf16, which would change the mel filters.
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -137,6 +136,7 @@ class LogMelFeatures:
     hop_length: int
     mel_filters: np.ndarray  # [n_fft // 2 + 1, mels], float32
     dither: float
+    window: np.ndarray = field(init=False, repr=False)  # torch.hann_window(n_fft), periodic
     returns_mask = False
 
     @classmethod
@@ -144,9 +144,10 @@ class LogMelFeatures:
         return cls(int(extractor.n_samples), int(extractor.n_fft), int(extractor.hop_length),
                    np.asarray(extractor.mel_filters, np.float32), float(getattr(extractor, "dither", 0.0)))
 
-    @functools.cached_property
-    def window(self) -> np.ndarray:
-        return torch.hann_window(self.n_fft).numpy()
+    def __post_init__(self) -> None:
+        # Made here, not on first use: that may come under the planner's FakeTensorMode, whose tensors cannot
+        # become arrays; on CPU even inside ``on_meta``'s meta-device context.
+        object.__setattr__(self, "window", torch.hann_window(self.n_fft, device="cpu").numpy())
 
     def __call__(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, None]:
         wave = audio[:, : self.window_samples].to(torch.float32)

@@ -19,7 +19,9 @@ from . import ds_launch as launch
 def one_sample(cfg: AffectGPTConfig) -> dict:
     rng = np.random.default_rng(0)
     return {"name": "s", "frames": rng.integers(0, 256, (cfg.num_frames, 32, 32, 3), dtype=np.uint8),
-            "audio": rng.standard_normal(16000).astype(np.float32) * 0.1, "has_audio": True,
+            # a clip as long as the audio window, as the planner assumes: a shorter one skips the dead frames' mel
+            "audio": rng.standard_normal(int(cfg.sample_rate * cfg.max_audio_seconds)).astype(np.float32) * 0.1,
+            "has_audio": True,
             "subtitle": "I did not expect this at all.", "description": "The voice rises: surprise.",
             "labels": ["surprise"], "split": "coarse"}
 
