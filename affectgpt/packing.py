@@ -3,7 +3,8 @@
 itself (schema, writer, index) is the ``shards`` package; this module adds what needs the corpus reader and
 the decoder. Three steps that any executor can drive:
 
-1. ``plan_shards``: deal the records (shuffled with the config's seed) into shards of ``samples_per_shard``.
+1. ``plan_shards``: deal the records (shuffled with the config's seed) evenly into as few shards of at most
+   ``samples_per_shard`` as hold them (``PackConfig.shard_sizes``).
    The plan depends only on the CSV, the video sizes and the config, so a resubmitted job plans the same shards.
    Shards are sized by sample count, not bytes, for that reason: bytes are only known after decoding. At
    ~190 KB per clip (8 frames of 224x224, 3 s of audio), the default 256 clips make ~50 MB shards.
@@ -115,10 +116,11 @@ class ShardResult:
 def plan_shards(records: list[Record], split: str, cfg: PackConfig) -> list[ShardPlan]:
     order = np.random.default_rng(cfg.seed).permutation(len(records))
     shuffled = [records[i] for i in order]
-    plans = []
-    for number, start in enumerate(range(0, len(shuffled), cfg.samples_per_shard)):
-        chunk = tuple(shuffled[start : start + cfg.samples_per_shard])
+    plans, start = [], 0
+    for number, size in enumerate(cfg.shard_sizes(len(shuffled))):
+        chunk = tuple(shuffled[start : start + size])
         plans.append(ShardPlan(f"{split}-{number:06d}.tar", chunk, _digest(chunk, split, cfg)))
+        start += size
     return plans
 
 

@@ -72,7 +72,8 @@ class PackConfig:
     sample_rate: audio rate in Hz
     max_audio_seconds: audio kept per clip
     jpeg_quality: frame JPEG quality
-    samples_per_shard: samples per shard
+    samples_per_shard: the most samples in one shard; a split is dealt evenly over as few shards as hold it
+        (``shard_sizes``), so no small last shard is read far more often than the rest
     seed: the shuffle that deals samples into shards (so every shard mixes the corpus)
     """
 
@@ -97,9 +98,21 @@ class PackConfig:
         if self.samples_per_shard < 1:
             raise ValueError(f"samples_per_shard must be >= 1, got {self.samples_per_shard}")
 
+    def shard_sizes(self, samples: int) -> list[int]:
+        return shard_sizes(samples, self.samples_per_shard)
+
     @property
     def max_audio_samples(self) -> int:
         return int(self.max_audio_seconds * self.sample_rate)
+
+
+def shard_sizes(samples: int, samples_per_shard: int) -> list[int]:
+    """Samples per shard for a split of ``samples``: ceil(samples / samples_per_shard) shards whose sizes differ
+    by at most one. Readers are dealt whole shards and a resampled epoch tops up the short ones, so a 64 + 8
+    layout over 2 ranks reads the small shard's clips 2.5 times as often as the others."""
+    shards = -(-samples // samples_per_shard)
+    base, extra = divmod(samples, shards) if shards else (0, 0)
+    return [base + (i < extra) for i in range(shards)]
 
 
 def tar_key(name: str) -> str:

@@ -32,7 +32,7 @@ def synth_corpus(tmp_path_factory) -> Path:
     from affectgpt.synth.corpus_writer import SynthConfig, write_corpus
 
     out = tmp_path_factory.mktemp("corpus")
-    write_corpus(SynthConfig(out=out, num=40, seed=7, task_variants=True))
+    write_corpus(SynthConfig(out=out, num=40, seed=7, fine_fraction=0.15, task_variants=True))
     return out
 
 

@@ -74,3 +74,18 @@ def test_packs_to_an_fsspec_url(corpus):
     again, _ = pack(corpus, url)
     assert all(r.reused for r in again) and verify(url)[1] == [] and index.samples == len(corpus.good)
     fsspec.filesystem("memory").rm("/build-test", recursive=True)
+
+
+@pytest.mark.parametrize(("samples", "per_shard", "sizes"), [
+    (72, 64, [36, 36]), (420, 64, [60] * 7), (90, 64, [45, 45]), (10, 4, [4, 3, 3]), (8, 4, [4, 4]),
+    (3, 256, [3]), (0, 4, []),
+])
+def test_shards_are_as_few_as_hold_the_split_and_differ_by_at_most_one(samples, per_shard, sizes):
+    assert PackConfig(samples_per_shard=per_shard).shard_sizes(samples) == sizes
+
+
+def test_the_plan_deals_every_record_once_into_even_shards(corpus):
+    records, _ = scan_csv(corpus.root / "coarse.csv", corpus.root)
+    plans = plan_shards(records, "coarse", PackConfig(frames=4, size=32, samples_per_shard=4))
+    assert [len(p.records) for p in plans] == PackConfig(samples_per_shard=4).shard_sizes(len(records))
+    assert sorted(r.name for p in plans for r in p.records) == sorted(r.name for r in records)

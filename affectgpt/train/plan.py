@@ -240,13 +240,13 @@ def _loader_batch(zero3: dict[str, Any]) -> int:
 
 def data_plan(cfg: PlanConfig, batch_size: int) -> dict[str, Any]:
     """The pack job's shard advice for this cluster, and one simulated epoch of the loader's dealing over
-    equal shards (the pack job's layout) at ``batch_size`` samples per rank."""
+    the pack job's shard sizes at ``batch_size`` samples per rank."""
     from shards.loader import Dealing, coverage, shard_advice
+    from shards.schema import shard_sizes
 
     readers = max(cfg.loader_workers, 1)
     advice = shard_advice(cfg.samples, cfg.samples_per_shard, cfg.world_size * readers)
-    full, rest = divmod(cfg.samples, cfg.samples_per_shard)
-    counts = (cfg.samples_per_shard,) * full + ((rest,) if rest else ())
+    counts = tuple(shard_sizes(cfg.samples, cfg.samples_per_shard))
     dealing = Dealing(counts, cfg.world_size, readers, batch_size, seed=0, resampled=True)
     return {**advice, "batch_size": batch_size, "epoch": coverage(dealing)}
 

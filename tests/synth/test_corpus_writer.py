@@ -104,9 +104,9 @@ def test_cues_separate_emotions_in_pixels_and_audio():
 def test_val_split_and_task_variants(tmp_path):
     from affectgpt.eval.lexicon import VALENCES
 
-    assert SynthConfig(out=tmp_path, num=200).split_sizes() == {"coarse": 140, "fine": 24, "val": 6, "test": 30}
+    assert SynthConfig(out=tmp_path, num=200).split_sizes() == {"coarse": 130, "fine": 32, "val": 8, "test": 30}
     # the validation clips come out of the fine share: coarse and test keep their size and members
-    assert SynthConfig(out=tmp_path, num=200, val_fraction=0).split_sizes()["fine"] == 30
+    assert SynthConfig(out=tmp_path, num=200, val_fraction=0).split_sizes()["fine"] == 40
     test = [{"name": f"sample_{i:08d}", "subtitle": "s", "description": "d", "labels": "x"} for i in range(30)]
     variants = task_variants(SynthConfig(out=tmp_path, num=30, seed=0), test)
     bases = [plan_sample(SynthConfig(out=tmp_path, num=30, seed=0), i, "test").base for i in range(30)]
