@@ -283,7 +283,7 @@ def render(plan: dict[str, Any]) -> str:
         lines.append(f"  {label:<11} {t['flops_per_sample'] / 1e12:8.2f} TFLOP per sample  "
                      f"{t['samples_per_s']:8.1f} samples/s  {_duration(t['hours'])}")
     d, e = plan["data"], plan["data"]["epoch"]
-    lines += ["", f"data: {d['shards']} shards of {d['samples_per_shard']} for {d['readers']} readers "
+    lines += ["", f"data: {d['shards']} shards of <= {d['samples_per_shard']} for {d['readers']} readers "
               f"(ranks x loader workers): {d['advice']}",
               f"  one resampled epoch at {d['batch_size']} per rank (the loader's dealing, simulated): "
               f"{e['read']:,} reads of {e['samples']:,} samples, {e['distinct']:,} distinct "
