@@ -81,6 +81,7 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(max(1, os.cpu_count() // args.world_size))
+    load_recipe(SMOLLM2, Path.cwd())  # its zoo entries are needed at the end: say so now, not after the loader runs
 
     corpus = args.corpus or args.work / f"corpus-{args.num}"
     if args.corpus is None and not (corpus / "coarse.csv").is_file():
