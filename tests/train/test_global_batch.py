@@ -18,9 +18,10 @@ from .ds_launch import ROOT, consolidated
 
 pytestmark = pytest.mark.integration
 
-# Of the first 8 samples' token counts (113, 130, 116, 106 | 120, 109, 96, 128 on the test corpus), 240 cuts
-# rank 0's micro-batch into 3 rows and rank 1's into 2, which rank 1 then makes 3 to match.
-BUDGET = 240
+# The fixed global batch's token counts on the test corpus: rank 0 (130, 106, 109, 116), rank 1 (116, 120, 109,
+# 110). 215 cuts rank 0's micro-batch into 3 rows (106 + 109 fills one exactly) and rank 1's into 4; rank 0 then
+# makes 4 to match.
+BUDGET = 215
 LAYOUTS = {
     "1 rank x 4": (1, ["micro_batch_size=2", "data.packed=false"]),
     "2 ranks x 2": (2, ["micro_batch_size=2", "data.packed=false"]),
@@ -72,8 +73,8 @@ def test_the_steps_moved_the_weights(steps):
 
 
 def test_the_budget_cut_the_micro_batches_into_rows(steps):
-    """The budgeted layout is not one row per micro-batch in disguise: each rank ran its micro-batch as 3 rows
-    (BUDGET: rank 0 needs 3, rank 1 needs 2 and matches)."""
+    """The budgeted layout is not one row per micro-batch in disguise: each rank ran its micro-batch as 4 rows
+    at both steps (BUDGET: rank 1 needs 4, rank 0 3 and matches)."""
     for name in ("2 ranks x 1 x 4 packed, budget", "2 ranks x 1 x 4 packed, budget, zero2"):
         metrics, _ = steps[name]
-        assert [m[TRAIN_ROWS_PER_STEP] for m in metrics] == [6, 6]
+        assert [m[TRAIN_ROWS_PER_STEP] for m in metrics] == [8, 8]
