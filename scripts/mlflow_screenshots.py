@@ -3,15 +3,14 @@
   python scripts/mlflow_screenshots.py --store work/demo --experiment demo --out docs/img
 
 Starts the project's ``mlflow server`` (``.venv``) on the store as ``make mlflow-ui`` does (loopback, a free
-port), opens the experiment's runs page in headless Chromium, filters the evaluation runs (``tags.kind =
-'eval'``), shows the columns a reader compares (tags backbone, init, selection; the headline metrics with
-their 95 % bounds) and takes the table, the chart view and one training run's metrics; then stops the server
-by its PID.
+port), opens the experiment's runs page in headless Chromium with the evaluation runs filtered (``tags.kind =
+'eval'``), best first, and the columns a reader compares (tags backbone, init, selection; the headline metrics
+beside their 95 % bounds), then the training runs' loss curves in one chart; then stops the server.
 
 Not a project dependency: it needs Playwright for Python in whatever environment runs it (``pip install
 playwright``) and a Chromium (``--chromium``, default ``/usr/bin/chromium``, Debian's ``apt install
-chromium``), since no browser download is possible offline. The columns are chosen by clicking, as a user
-would: the UI keeps that choice in the browser, not in the store.
+chromium``), since no browser download is possible offline. The UI keeps its view (filter, sort, columns) in the
+browser's local storage, not in the store: the script sets it there, as a user's clicks would.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from affectgpt.net import free_port  # noqa: E402
 
 log = logging.getLogger("mlflow_screenshots")
 TAGS = ("backbone", "init", "selection")
-METRICS = ("eval/avg", "eval/avg_lo", "eval/avg_hi", "eval/accuracy_s", "eval/recall_s", "eval/wheel_f1")
+METRICS = ("eval/avg", "eval/avg_lo", "eval/avg_hi", "eval/wheel_f1", "eval/wheel_f1_lo", "eval/wheel_f1_hi")
 
 
 def start_server(store: Path, port: int) -> subprocess.Popen:
@@ -55,59 +54,72 @@ def start_server(store: Path, port: int) -> subprocess.Popen:
     raise RuntimeError(f"mlflow server on port {port} did not answer within 180 s")
 
 
-def experiment_id(base: str, name: str) -> str:
-    url = f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={urllib.parse.quote(name)}"
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.load(response)["experiment"]["experiment_id"]
-
-
-def shoot(base: str, exp: str, out: Path, chromium: str, train_run: str | None) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1800, "height": 700})
-        page.goto(f"{base}/#/experiments/{exp}/runs", wait_until="networkidle", timeout=120_000)
-        page.get_by_role("button", name="Columns", exact=True).wait_for(timeout=60_000)
-        page.get_by_role("button", name="Close").first.click()  # the assistant side panel
-        page.get_by_role("button", name="Toggle sidebar").click()
-        search = page.get_by_placeholder("metrics.rmse < 1 and params.model = \"tree\"")
-        search.fill("tags.kind = 'eval'")
-        search.press("Enter")
-        page.wait_for_timeout(2000)
-        page.get_by_role("button", name="Columns", exact=True).click()
-        menu = page.get_by_role("dialog")
-        for attribute in ("Source", "Models"):  # unchecks two default columns that stay empty here
-            menu.get_by_text(attribute, exact=True).click()
-        for name in (*TAGS, *METRICS):
-            menu.get_by_text(name, exact=True).first.click()
-        page.keyboard.press("Escape")
-        page.wait_for_timeout(1500)
-        page.screenshot(path=str(out / "mlflow-runs.png"))
-        log.info("wrote %s", out / "mlflow-runs.png")
-
-        page.locator("label:has(input[value='CHART'])").click()  # the chart view beside the table
-        page.get_by_placeholder("Search metric charts").fill("eval/avg")
-        page.wait_for_timeout(4000)
-        page.screenshot(path=str(out / "mlflow-charts.png"), full_page=True)
-        log.info("wrote %s", out / "mlflow-charts.png")
-
-        if train_run:
-            # a hash change of the same page: no new load to wait for, only the charts to draw
-            page.goto(f"{base}/#/experiments/{exp}/runs/{train_run}/model-metrics", wait_until="commit")
-            page.wait_for_timeout(8000)
-            page.screenshot(path=str(out / "mlflow-stage1-metrics.png"))
-            log.info("wrote %s", out / "mlflow-stage1-metrics.png")
-        browser.close()
-
-
-def first_stage1_run(base: str, exp: str) -> str | None:
-    body = json.dumps({"experiment_ids": [exp], "filter": "tags.stage = '1'", "max_results": 1}).encode()
-    request = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", data=body,
+def api(base: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=data,
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
-        runs = json.load(response).get("runs", [])
-    return runs[0]["info"]["run_id"] if runs else None
+        return json.load(response)
+
+
+def run_ids(base: str, exp: str, filter_string: str) -> list[str]:
+    body = {"experiment_ids": [exp], "filter": filter_string, "max_results": 1000}
+    return [r["info"]["run_id"] for r in api(base, "runs/search", body).get("runs", [])]
+
+
+def page_state(exp: str, search: str, order_by: str, expanded: list[str]) -> dict[str, str]:
+    """The browser storage the UI keeps its view in: model-training mode, the assistant closed, and the runs
+    page's filter, sort, columns and expanded parent runs (Stage 2 runs are Stage 1's children)."""
+    columns = [*(f"tags.`{t}`" for t in TAGS), *(f"metrics.`{m}`" for m in METRICS), "attributes.`Dataset`"]
+    view = {"searchFilter": search, "orderByKey": order_by, "orderByAsc": False, "startTime": "ALL",
+            "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+            "selectedColumns": columns, "columnOrder": [], "runsPinned": [], "runsHidden": [],
+            "columnWidths": {"tags.`init`": 170, "tags.`selection`": 170}, "runsVisibilityMap": {},
+            "runsExpanded": dict.fromkeys(expanded, True), "runsHiddenMode": "FIRST_10_RUNS",
+            "viewMaximized": False, "runListHidden": False, "isAccordionReordered": False,
+            "useGroupedValuesInCharts": True, "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
+            "autoRefreshEnabled": False,
+            "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}}
+    return {f'MLflowLocalStorage-1.1-ExperimentPage-["{exp}"]-ReactComponentState': json.dumps(view),
+            "mlflow.workflowType_v1": '"machine_learning"', "mlflow.assistant.panelOpen_v1": "false",
+            "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true"}
+
+
+def shoot(base: str, exp: str, out: Path, chromium: str) -> None:
+    """mlflow-eval-runs.png: the evaluation runs, best first, with backbone, init, selection and the headline
+    metrics beside their 95 % bounds; mlflow-train-loss.png: every training run's loss in one chart."""
+    from playwright.sync_api import sync_playwright
+
+    stage1 = run_ids(base, exp, "tags.stage = '1'")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 2000, "height": 300})
+        storage = page_state(exp, "tags.kind = 'eval'", "metrics.`eval/avg`", stage1)
+        context.add_init_script(f"(() => {{ const s = {json.dumps(storage)}; "
+                                "for (const k in s) localStorage.setItem(k, s[k]); })()")
+        page = context.new_page()
+        n_eval = len(run_ids(base, exp, "tags.kind = 'eval'"))
+        page.set_viewport_size({"width": 2000, "height": 300 + 32 * n_eval})
+        page.goto(f"{base}/#/experiments/{exp}/runs", wait_until="load", timeout=120_000)
+        page.get_by_text(f"{n_eval} matching runs").wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(out / "mlflow-eval-runs.png"))
+        log.info("wrote %s", out / "mlflow-eval-runs.png")
+
+        page.set_viewport_size({"width": 1700, "height": 1100})
+        query = urllib.parse.urlencode({"searchFilter": "tags.kind = 'train'", "orderByKey": "attributes.start_time",
+                                        "orderByAsc": "false", "startTime": "ALL"})
+        page.goto(f"{base}/#/experiments/{exp}/runs?{query}", wait_until="load", timeout=120_000)
+        page.wait_for_timeout(3000)
+        page.locator("label:has(input[name=runs-view-mode][value=CHART])").click()
+        page.wait_for_timeout(4000)
+        page.get_by_placeholder("Search metric charts").fill("train/loss")
+        page.wait_for_timeout(2000)
+        page.locator("[data-component-id*=fullscreen], button[aria-label*=ullscreen]").first.click()
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(out / "mlflow-train-loss.png"))
+        log.info("wrote %s", out / "mlflow-train-loss.png")
+        browser.close()
 
 
 def main() -> int:
@@ -125,8 +137,9 @@ def main() -> int:
     server = start_server(args.store, port)
     try:
         base = f"http://127.0.0.1:{port}"
-        exp = experiment_id(base, args.experiment)
-        shoot(base, exp, args.out, args.chromium, first_stage1_run(base, exp))
+        name = urllib.parse.quote(args.experiment)
+        shoot(base, api(base, f"experiments/get-by-name?experiment_name={name}")["experiment"]["experiment_id"],
+              args.out, args.chromium)
     finally:
         server.terminate()
         server.wait(timeout=60)
