@@ -57,17 +57,30 @@ class PackJobConfig:
     """Settings of the pack job (``python -m ray_jobs.pack``).
 
     corpus: corpus directory (videos/ + <split>.csv), absolute
-    split: split to pack (coarse, fine, test ...)
-    out: output directory (absolute) or fsspec URL
+    split: split(s) to pack (coarse, fine, test ...), one after the other in the one job
+    out: output directory (absolute) or fsspec URL; with several splits a template naming each split's
+        directory, e.g. /data/shards/{split}
     readers: training readers to plan the shards for, ranks x loader workers (e.g. 64 x 4): the job advises a
         samples_per_shard that feeds them all (0: it says how many readers the shards feed)
     """
 
     corpus: Path
-    split: str
+    split: list[str]
     out: str
     pack: PackConfig = field(default_factory=PackConfig)
     readers: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.split:
+            raise ValueError("split: name at least one split")
+        if len(set(self.split)) != len(self.split):
+            raise ValueError(f"split: {self.split} names a split twice")
+        if len(self.split) > 1 and "{split}" not in self.out:
+            raise ValueError(f"out {self.out!r}: several splits need a template with {{split}}, "
+                             "e.g. /data/shards/{split}, so each split gets its own directory")
+
+    def out_of(self, split: str) -> str:
+        return self.out.replace("{split}", split)
 
 
 STATE_DIR = ".pack"

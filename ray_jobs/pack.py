@@ -1,8 +1,12 @@
-"""Ray job: pack one split of a corpus into WebDataset shards (decode once, train many times).
+"""Ray job: pack splits of a corpus into WebDataset shards (decode once, train many times).
 
   ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
       python -m ray_jobs.pack --corpus /data/emer --split coarse --out /data/shards/coarse \\
       [--samples-per-shard 256] [--frames 8] [--size 224] [--readers 256] [--config FILE] [pack.seed=1 ...]
+
+Several splits in one job (one submission, one driver: ~10 s less per split on a small corpus) take an --out
+template: --split fine --split val --split test --out /data/shards/{split}. They are packed one after the
+other; the first split that cannot finish stops the job.
 
 --corpus and --out must be absolute paths (or, for --out, an fsspec URL such as s3://bucket/shards/coarse):
 under `--working-dir` the job runs in an uploaded copy of the project, where relative paths lead nowhere.
@@ -57,7 +61,8 @@ def ray_shards(plans: list[ShardPlan], split: str, cfg: PackConfig, out: str) ->
     """``pack_shard`` as one Ray task (1 CPU) per shard, yielding results as the tasks finish."""
     import ray
 
-    ray.init()  # inside `ray job submit` this joins the cluster named by RAY_ADDRESS
+    if not ray.is_initialized():  # once per job, whatever the number of splits
+        ray.init()  # inside `ray job submit` this joins the cluster named by RAY_ADDRESS
     task = ray.remote(num_cpus=1)(pack_shard)
     pending = {task.remote(plan, split, cfg, out): plan for plan in plans}
     while pending:
@@ -70,15 +75,18 @@ def run(cfg: PackJobConfig) -> int:
         log.error("corpus and out must be absolute (the job runs in a copy of the working dir); got "
                   "corpus %s, out %s", cfg.corpus, cfg.out)
         return EXIT_FAILED
-    report = pack_split(cfg.corpus, cfg.split, cfg.out, cfg.pack, run_shards=ray_shards)
-    log_shard_advice(report.clips, cfg.pack.samples_per_shard, cfg.readers)
-    for q in report.quarantined[:20]:
-        log.warning("quarantined %s (row %d): %s", q.name, q.row, q.reason)
-    print("\n".join(report.summary()))
-    if report.index.quarantined:
-        print(f"quarantine list: {cfg.out.rstrip('/')}/{QUARANTINE_FILE} (exit code {EXIT_QUARANTINED})")
-        return EXIT_QUARANTINED
-    return EXIT_OK
+    code = EXIT_OK
+    for split in cfg.split:
+        out = cfg.out_of(split)
+        report = pack_split(cfg.corpus, split, out, cfg.pack, run_shards=ray_shards)
+        log_shard_advice(report.clips, cfg.pack.samples_per_shard, cfg.readers)
+        for q in report.quarantined[:20]:
+            log.warning("quarantined %s (row %d): %s", q.name, q.row, q.reason)
+        print("\n".join(report.summary()))
+        if report.index.quarantined:
+            print(f"quarantine list: {out.rstrip('/')}/{QUARANTINE_FILE} (exit code {EXIT_QUARANTINED})")
+            code = EXIT_QUARANTINED
+    return code
 
 
 def log_shard_advice(samples: int, samples_per_shard: int, readers: int) -> None:

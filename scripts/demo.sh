@@ -18,14 +18,15 @@ stage "1/7 synthesize a corpus of $CLIPS clips"
 $AG synth --out "$OUT/corpus" --num "$CLIPS" --seed 0 --workers 2 --task-variants
 $AG corpus check "$OUT/corpus" --no-decode
 
-stage "2/7 pack coarse, fine, val, test and the test's task variants into WebDataset shards with Ray jobs"
+stage "2/7 pack coarse, fine, val, test and the test's task variants into WebDataset shards with a Ray job"
 $AG ray up --dir "$OUT/ray" --num-cpus 2 --dashboard-port 0
 trap '$AG ray down --dir "$OUT/ray" >/dev/null 2>&1 || true' EXIT
 ADDRESS=$($BIN/python -c "import json,sys; print(json.load(open(sys.argv[1]))['dashboard_url'])" "$OUT/ray/head.json")
-for split in coarse fine val test test_discrete test_sentiment; do
-  $BIN/ray job submit --address "$ADDRESS" --working-dir . -- \
-    python -m ray_jobs.pack --corpus "$OUT/corpus" --split "$split" --out "$OUT/shards/$split" --samples-per-shard 64 \
-    --size 32  # frames at the tiny vision towers' input size (configs/models/*-tiny.yaml frame_size)
+SPLITS="coarse fine val test test_discrete test_sentiment"
+$BIN/ray job submit --address "$ADDRESS" --working-dir . -- \
+  python -m ray_jobs.pack --corpus "$OUT/corpus" $(printf -- '--split %s ' $SPLITS) --out "$OUT/shards/{split}" \
+  --samples-per-shard 64 --size 32  # frames at the tiny vision towers' input size (configs/models/*-tiny.yaml frame_size)
+for split in $SPLITS; do
   $AG shards verify "$OUT/shards/$split"
 done
 $AG ray down --dir "$OUT/ray"

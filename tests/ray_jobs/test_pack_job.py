@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from affectgpt.packing import PackJobConfig
 from ray_jobs.pack import main
 from shards.loader import ShardLoader
 from tests.ray_jobs.conftest import kill_driver_after_first
@@ -110,3 +111,37 @@ def test_killed_job_resubmitted_yields_the_identical_shards(ray_head, corpus, pa
 
 def test_relative_paths_are_refused(tmp_path):
     assert main(["--corpus", "corpus", "--split", "coarse", "--out", str(tmp_path)]) == 1
+
+
+@pytest.mark.integration
+def test_one_job_packs_several_splits_each_into_its_own_directory(ray_head, corpus, tmp_path):
+    """--split twice and an --out template: one submission, one index per split, each with its own rows."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "videos").symlink_to(corpus.root / "videos")
+    with (corpus.root / "coarse.csv").open(encoding="utf-8", errors="surrogateescape") as f:  # a bad-UTF-8 row
+        rows = [r for r in csv.DictReader(f) if r["name"] in corpus.good]
+    split_rows = {"fine": rows[:3], "val": rows[3:5]}
+    for split, chosen in split_rows.items():
+        with (root / f"{split}.csv").open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(chosen)
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard_url, "--working-dir", ".", "--",
+           "python", "-m", "ray_jobs.pack", "--corpus", str(root), "--split", "fine", "--split", "val",
+           "--out", str(tmp_path / "shards" / "{split}"), *ARGS]
+    job = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert job.returncode == 0, job.stdout + job.stderr
+    for split, chosen in split_rows.items():
+        out = tmp_path / "shards" / split
+        assert f"{split}: in {len(chosen)} = packed {len(chosen)} + quarantined 0" in job.stdout
+        assert json.loads((out / "index.json").read_text())["split"] == split
+        names = [s["name"] for batch in ShardLoader(str(out), batch_size=5, resampled=False) for s in batch]
+        assert sorted(names) == sorted(r["name"] for r in chosen)
+
+
+def test_several_splits_need_an_out_template():
+    assert main(["--corpus", "/abs/corpus", "--split", "fine", "--split", "val", "--out", "/abs/shards"]) == 1
+    with pytest.raises(ValueError, match="names a split twice"):
+        PackJobConfig(corpus=Path("/c"), split=["fine", "fine"], out="/s/{split}")
+    assert PackJobConfig(corpus=Path("/c"), split=["fine", "val"], out="/s/{split}").out_of("val") == "/s/val"
