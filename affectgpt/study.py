@@ -39,7 +39,7 @@ from affectgpt.config import save_config
 from affectgpt.eval.generate import EvalConfig
 from affectgpt.net import free_port
 from affectgpt.tracking import TrackingConfig
-from affectgpt.train.export import PROVENANCE
+from affectgpt.train.checkpoint import PROVENANCE
 
 log = logging.getLogger(__name__)
 

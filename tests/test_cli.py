@@ -20,6 +20,15 @@ def test_every_command_explains_itself():
         assert len(run(name, "--help").stdout) > 200, f"{name} --help is too thin"
 
 
+def test_the_command_line_parses_without_the_heavy_libraries():
+    """Every `affectgpt` call builds the whole parser; importing torch there cost each call (`shards verify`,
+    `compare`, `ray up`, every export the study launches) ~5 s before it did anything."""
+    probe = ("import sys; from affectgpt.cli import build_parser; build_parser(); "
+             "print(sorted(m for m in ('torch', 'deepspeed', 'transformers', 'ray', 'mlflow') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          timeout=120).stdout.strip() == "[]"
+
+
 def test_synth_then_check(tmp_path):
     out = tmp_path / "c"
     result = run("synth", "--out", str(out), "--num", "10", "--seed", "1")

@@ -94,7 +94,7 @@ def _model_name(model_dir: Path, models: list[Path]) -> str:
 def _track(args: argparse.Namespace, model_dir: Path, name: str, suites: list[str], scores: list) -> None:
     from affectgpt.eval.bench import tracker_metrics
     from affectgpt.tracking import Tracker, TrackingConfig
-    from affectgpt.train.export import PROVENANCE
+    from affectgpt.train.checkpoint import PROVENANCE
 
     provenance = model_dir / PROVENANCE
     tags = {"kind": "bench", "model": str(model_dir), "suites": ",".join(suites)}

@@ -43,6 +43,8 @@ LATEST = "latest"
 BEST = "best"
 TRAINER_DIR = "trainer"
 UNIVERSAL_SUFFIX = "_universal"
+# Written into an exported model dir (checkpoint, step, MLflow run id); read by whatever starts from the export.
+PROVENANCE = "provenance.json"
 _TAG_RE = re.compile(r"^step_(\d{8})$")
 
 

@@ -16,6 +16,7 @@ import torch
 from affectgpt.train.checkpoint import (
     BEST,
     MANIFEST,
+    PROVENANCE,
     CheckpointError,
     CheckpointInfo,
     find_resumable,
@@ -24,7 +25,6 @@ from affectgpt.train.checkpoint import (
 )
 
 log = logging.getLogger(__name__)
-PROVENANCE = "provenance.json"
 
 
 def resolve(checkpoint: Path, best: bool = False) -> CheckpointInfo:
