@@ -21,8 +21,8 @@ def test_every_command_explains_itself():
 
 
 def test_the_command_line_parses_without_the_heavy_libraries():
-    """Every `affectgpt` call builds the whole parser; importing torch there cost each call (`shards verify`,
-    `compare`, `ray up`, every export the study launches) ~5 s before it did anything."""
+    """Every `affectgpt` call builds the whole parser; importing torch there cost the calls that need no torch
+    (`shards verify`, `compare`, `ray up`) ~5 s each before they did anything."""
     probe = ("import sys; from affectgpt.cli import build_parser; build_parser(); "
              "print(sorted(m for m in ('torch', 'deepspeed', 'transformers', 'ray', 'mlflow') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
