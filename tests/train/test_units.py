@@ -16,6 +16,7 @@ from affectgpt.train import checkpoint as ck
 from affectgpt.train import rng
 from affectgpt.train.config import TrainConfig
 from affectgpt.train.ds_config import fill, load_template, template_path
+from affectgpt.train.flops import matmul_peak_flops
 from affectgpt.train.schedule import WarmupCosine, lr_factor
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -119,6 +120,15 @@ def test_warmup_then_cosine_to_the_floor():
     assert factors[60] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
     assert lr_factor(500, 10, 110, 0.1) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("enough_s", "side"), [(0.0, 256), (float("inf"), 512)])
+def test_peak_probe_stops_growing_once_a_product_is_slow_enough(enough_s, side, caplog):
+    """bf16 on a CPU without a fast path ran at 0.14 GFLOP/s on a CI machine: at the fixed side 2048 the probe
+    alone held training's start-up for four minutes. The side now grows only while a product is quick."""
+    caplog.set_level("DEBUG", logger="affectgpt.train.flops")
+    assert matmul_peak_flops("cpu", torch.bfloat16, size=512, min_seconds=0.01, enough_s=enough_s) > 0
+    assert f"side {side})" in caplog.text
 
 
 def test_scheduler_state_round_trips():
