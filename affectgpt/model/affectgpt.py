@@ -33,6 +33,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_outputs import CausalLMOutput
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from affectgpt.config import ConfigError, from_dict, merge, read_yaml, to_dict
@@ -43,7 +44,14 @@ from affectgpt.model.config import AffectGPTConfig, ModalityConfig
 from affectgpt.model.encoders import AudioEncoder, FrozenAware, VideoEncoder, load_encoder
 from affectgpt.model.fusion import PreFusion, Projector, build_pool
 from affectgpt.model.preprocess import FramePreprocessor, audio_features, shaped_audio_features
-from affectgpt.model.prompt import AUDIO_TOKEN, FUSION_TOKEN, PLACEHOLDER_TOKENS, VIDEO_TOKEN, PromptBuilder
+from affectgpt.model.prompt import (
+    AUDIO_TOKEN,
+    FUSION_TOKEN,
+    IGNORE_INDEX,
+    PLACEHOLDER_TOKENS,
+    VIDEO_TOKEN,
+    PromptBuilder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -244,15 +252,27 @@ class AffectGPT(nn.Module):
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 frames: torch.Tensor | None = None, has_video: torch.Tensor | None = None,
                 audio: torch.Tensor | None = None, audio_lengths: torch.Tensor | None = None,
-                has_audio: torch.Tensor | None = None, **llm_kwargs: Any):
-        """Returns the LLM's output (``.loss`` = mean over description tokens when ``labels`` are given).
+                has_audio: torch.Tensor | None = None, num_items_in_batch: int | torch.Tensor | None = None,
+                **llm_kwargs: Any):
+        """With ``labels``: ``.loss`` only, the cross-entropy summed over the description tokens and divided by
+        ``num_items_in_batch`` (the global batch's target count) or, without it, by this batch's. Without
+        labels: the LLM's output, ``.logits`` at every position.
+
+        The LM head projects only the positions that have a target. Prompts (placeholders, instruction,
+        subtitle, chat template) are most of every sample, and the head is the LLM's largest matmul whenever
+        the vocabulary is large next to the width (8192 x 64 for the tiny zoo, 262144 x 640 for Gemma-3-270M):
+        the full-sequence logits cost the most compute and memory of the step and none of it reaches the loss.
 
         ``use_cache=False`` matters beyond memory: transformers only detects packed rows from restarting
         ``position_ids`` (and builds the block-diagonal mask) when there is no cache.
         """
         embeds = self.embed(input_ids, frames, has_video, audio, audio_lengths, has_audio)
-        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
-                        labels=labels, use_cache=False, **llm_kwargs)
+        inputs = {"inputs_embeds": embeds, "attention_mask": attention_mask, "position_ids": position_ids,
+                  "use_cache": False, **llm_kwargs}
+        if labels is None:
+            return self.llm(**inputs)
+        hidden = self.llm.get_decoder()(**inputs).last_hidden_state
+        return CausalLMOutput(loss=description_loss(self.llm, hidden, labels, num_items_in_batch))
 
     @torch.no_grad()
     def generate(self, samples: list[Sample], max_new_tokens: int = 128, do_sample: bool = False,
@@ -292,6 +312,26 @@ class AffectGPT(nn.Module):
                 counts.append(f"{name} {total / 1e6:.2f}M ({trainable / 1e6:.2f}M trainable)")
         return ", ".join(counts)
 
+
+
+def description_loss(llm: PreTrainedModel, hidden: torch.Tensor, labels: torch.Tensor,
+                     num_items: int | torch.Tensor | None) -> torch.Tensor:
+    """The causal-LM loss of transformers' ``labels=`` (token t predicts t + 1, ``IGNORE_INDEX`` skipped), with
+    the head applied to the target positions alone."""
+    targets = labels[..., 1:]
+    keep = targets != IGNORE_INDEX
+    return target_loss(llm, hidden[..., :-1, :][keep], targets[keep], keep.sum() if num_items is None else num_items)
+
+
+def target_loss(llm: PreTrainedModel, hidden: torch.Tensor, targets: torch.Tensor,
+                divisor: int | torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the head's fp32 logits at ``hidden`` (one row per target, after the family's final
+    soft-capping), summed and divided by ``divisor``. Shapes are static, so the planner traces it on fake tensors."""
+    logits = llm.get_output_embeddings()(hidden)
+    cap = getattr(llm.config.get_text_config(), "final_logit_softcapping", None)
+    if cap is not None:  # Gemma 2
+        logits = torch.tanh(logits / cap) * cap
+    return nn.functional.cross_entropy(logits.float(), targets, reduction="sum") / divisor
 
 
 def placeholder_ids(tokenizer: PreTrainedTokenizerBase | None, llm: PreTrainedModel) -> dict[str, int]:

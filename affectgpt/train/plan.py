@@ -5,8 +5,9 @@ Every figure comes from the recipe's real architecture, built on the ``meta`` de
 
 * parameters: counted on the meta build, trainable (LLM, fusion, projectors) apart from frozen (the encoders);
 * FLOPs per sample: one forward + backward of the meta model on fake tensors under ``affectgpt.train.flops
-  .count_flops``, the counter the trainer logs ``train/mfu`` with; with activation checkpointing the decoder
-  layers' forward runs twice, and the trainer counts it twice too;
+  .count_flops``, the counter the trainer logs ``train/mfu`` with; the LM head runs on the description's
+  positions only (``max_description_tokens`` + 1: the longest description and its end token), as in training;
+  with activation checkpointing the decoder layers' forward runs twice, and the trainer counts it twice too;
 * activations: the bytes autograd saves for the backward pass in that same pass (parameters excluded), split
   into what the LLM's decoder layers save and the rest (embeddings, fusion, logits and loss). Activation
   checkpointing keeps each layer's input and recomputes one layer at a time. The largest saved tensor is
@@ -132,14 +133,18 @@ def default_seq(model_cfg: Any) -> int:
             + model_cfg.max_description_tokens + 1 + PROMPT_OVERHEAD_TOKENS)
 
 
-def measure(model_cfg: Any, seq: int) -> ModelFacts:
-    """Build ``model_cfg`` on the meta device and trace one training step of one sample on fake tensors."""
+def measure(model_cfg: Any, seq: int, targets: int | None = None) -> ModelFacts:
+    """Build ``model_cfg`` on the meta device and trace one training step of one sample on fake tensors, ``seq``
+    tokens long with ``targets`` of them (default: the longest description + its end token; at most ``seq`` - 1)
+    under the loss."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from affectgpt.model import AffectGPT
+    from affectgpt.model.affectgpt import target_loss
     from affectgpt.train.flops import count_flops
 
+    targets = min(model_cfg.max_description_tokens + 1 if targets is None else targets, seq - 1)
     model = AffectGPT.on_meta(model_cfg).train()
     layers = _decoder_layers(model.llm)
     inside = {"depth": 0}
@@ -159,8 +164,16 @@ def measure(model_cfg: Any, seq: int) -> ModelFacts:
         fakes = [mode.from_tensor(p) for p in model.parameters()]
         params = {f.untyped_storage()._cdata for f in fakes}
         inputs = _fake_batch(model, seq)
+
+        def step() -> torch.Tensor:  # AffectGPT.forward with labels, its target positions known statically
+            mask = inputs.pop("attention_mask")
+            hidden = model.llm.get_decoder()(inputs_embeds=model.embed(**inputs), attention_mask=mask,
+                                             use_cache=False).last_hidden_state
+            labels = torch.zeros(targets, dtype=torch.long, device="meta")
+            return target_loss(model.llm, hidden[0, -targets - 1:-1], labels, targets)
+
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss, forward = count_flops(lambda: model(**inputs).loss)
+            loss, forward = count_flops(step)
         _, backward = count_flops(loss.backward)
         # Forward FLOPs of the decoder layers: what activation checkpointing executes a second time.
         _, layer_forward = count_flops(lambda: _decoder_forward(model.llm, seq))
@@ -357,13 +370,12 @@ def _decoder_forward(llm: Any, seq: int) -> None:
 
 
 def _fake_batch(model: Any, seq: int) -> dict[str, Any]:
-    """One training sample's tensors, shaped as the collator makes them (values do not matter on meta)."""
+    """One training sample's inputs, shaped as the collator makes them (values do not matter on meta)."""
     import torch
 
     cfg = model.config
     meta = {"device": "meta"}
     batch = {"input_ids": torch.zeros(1, seq, dtype=torch.long, **meta),
-             "labels": torch.zeros(1, seq, dtype=torch.long, **meta),
              "attention_mask": torch.ones(1, seq, dtype=torch.long, **meta)}
     if model.video is not None:
         size = model.video.encoder.model.config.image_size  # frames packed at the tower's input size

@@ -44,6 +44,52 @@ def test_loss_is_mean_over_description_tokens(make_config, samples):
     torch.testing.assert_close(model(**batch).loss, expected)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_target_only_head_gives_transformers_loss_and_grads(family, make_config, samples):
+    """The head projects only the target positions; loss and gradients are those of the LLM's own ``labels=``
+    loss over full-sequence logits."""
+    model = build(make_config(family))
+    batch = model.collator()(samples(3))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+
+    def reference():  # transformers' path: the LLM's forward with labels, logits at every position
+        embeds = model.embed(**{k: v for k, v in inputs.items() if k != "attention_mask"})
+        return model.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"],
+                         num_items_in_batch=7, use_cache=False).loss
+
+    results = []
+    for loss_fn in (reference, lambda: model(**batch, num_items_in_batch=7).loss):
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (expected, expected_grads), (loss, grads) = results
+    assert model(**batch).logits is None  # no full-sequence logits are made when there are labels
+    torch.testing.assert_close(loss, expected)
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_target_only_head_soft_caps_as_gemma2_does():
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from affectgpt.model.affectgpt import description_loss
+
+    torch.manual_seed(0)
+    llm = Gemma2ForCausalLM(Gemma2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                                         final_logit_softcapping=0.5))
+    ids = torch.randint(0, 64, (2, 9))
+    labels = ids.clone()
+    labels[:, :4] = IGNORE_INDEX
+    hidden = llm.get_decoder()(input_ids=ids).last_hidden_state
+    expected = llm(input_ids=ids, labels=labels).loss
+    torch.testing.assert_close(description_loss(llm, hidden, labels, None), expected)
+    llm.config.final_logit_softcapping = None  # the cap is what makes the two agree
+    assert not torch.allclose(description_loss(llm, hidden, labels, None), expected)
+
+
 @pytest.mark.parametrize(("family", "attn"), [("llama", "sdpa"), ("llama", "eager"), ("mistral", "sdpa"),
                                               ("phi3", "eager"), ("gemma", "sdpa")])
 def test_packed_loss_and_grads_equal_padded(family, attn, make_config, samples):
@@ -204,8 +250,10 @@ def test_wrong_batch_is_a_clear_error(make_config, samples):
 def test_bfloat16_model_takes_float32_batches(make_config, samples):
     model = build(make_config(dtype="bfloat16", audio_encoder="hubert-tiny"))
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
-    out = model(**model.collator()(samples(2)))
-    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+    batch = model.collator()(samples(2))
+    assert torch.isfinite(model(**batch).loss)
+    batch.pop("labels")
+    assert model(**batch).logits.dtype == torch.bfloat16
 
 
 def test_activation_checkpointing_gives_the_same_gradients(make_config, samples):
