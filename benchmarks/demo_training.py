@@ -1,7 +1,8 @@
 """The demo's training step through the real launcher: CPU-seconds and wall seconds per optimizer step, with
 DeepSpeed's bucket and persistence settings as transformers' rule gives them (the baseline) and as
 ``affectgpt.train.ds_config`` fills them now (floors for small models), at the demo's micro-batch and at one
-micro-batch per rank and step.
+micro-batch per rank and step, with DeepSpeed's hooks on every module (``dist.gather=module``) and, last, the
+default: one hook per transformer block (``dist.gather=block``).
 
   python benchmarks/demo_training.py --shards work/demo/shards/coarse [--recipe configs/models/llama-tiny.yaml]
 
@@ -122,10 +123,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         baseline = Path(tmp) / "zero3-transformers-rule.json"
         baseline.write_text(json.dumps(transformers_rule(hidden)))
+        per_module = "dist.gather=module"
         variants = {
-            "baseline: transformers' rule, micro 2": [f"dist.deepspeed_config={baseline}"],
-            "floors, micro 2": [],
-            "floors, micro 8 (one pass per rank)": ["micro_batch_size=8"],
+            "baseline: transformers' rule, micro 2": [f"dist.deepspeed_config={baseline}", per_module],
+            "floors, micro 2": [per_module],
+            "floors, micro 8 (one pass per rank)": ["micro_batch_size=8", per_module],
+            "floors, micro 8, gather per block": ["micro_batch_size=8", "dist.gather=block"],
         }
         if args.profile:
             first, last = list(variants)[0], list(variants)[-1]

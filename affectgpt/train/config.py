@@ -116,6 +116,11 @@ class DistSection:
     deepspeed_config: Path | None = None
     # auto: bf16 on GPUs, fp32 on CPU (these CPUs have no fast bf16 matmul).
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    # ZeRO-3's unit of gathering. block: each transformer block (the LLM's and the encoders' layers, as their
+    # models name them in _no_split_modules) gathers its parameters at once and its inner modules get no hooks,
+    # FSDP's per-block granularity; module: DeepSpeed's default, hooks on every module. Small models spend a
+    # large share of the step in per-module hook bookkeeping (benchmarks/demo_training.py).
+    gather: Literal["block", "module"] = "block"
 
 
 @dataclass

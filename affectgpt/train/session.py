@@ -53,6 +53,7 @@ from affectgpt.train.checkpoint import (
 from affectgpt.train.config import TrainConfig
 from affectgpt.train.ds_config import STRATEGY_STAGE, fill, load_template, template_path
 from affectgpt.train.flops import count_flops, matmul_peak_flops
+from affectgpt.train.gather import gather_per_block
 from affectgpt.train.lock import CheckpointDirLock, DirLockedError
 from affectgpt.train.metrics import MetricsLogger, RunMetrics
 from affectgpt.train.orphan import stop_when_orphaned
@@ -144,6 +145,8 @@ def _run(cfg: TrainConfig, job: Job) -> int:
     _seed_all(cfg.seed)
     stage = STRATEGY_STAGE[cfg.dist.strategy]
     model = job.build_model(ds_config).train()  # dropout on; frozen encoders keep their eval mode
+    if stage == 3 and cfg.dist.gather == "block":
+        gather_per_block(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = sum(_numel(p) for p in model.parameters() if not p.requires_grad)
     log.info("rank %d/%d: %s, %s, %d trainable tensors, %d frozen parameters", rank, world_size,

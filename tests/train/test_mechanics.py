@@ -82,3 +82,16 @@ def test_other_world_size_is_refused_then_resumes_after_conversion(stage1, tiny_
     frozen = [k for k in before if ".encoder.model." in k]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # encoders restored, not re-inited
     assert json.loads((ckpt / f"step_{STEPS + 2:08d}" / "manifest.json").read_text())["world_size"] == 1
+
+
+def test_gathering_per_block_trains_the_weights_of_gathering_per_module(stage1, tiny_recipe, train_shards, tmp_path):
+    """dist.gather=block (the default: one ZeRO-3 hook per transformer block) changes when parameters are
+    gathered, never what a step computes: DeepSpeed's per-module hooks train the same weights bit for bit."""
+    ckpt = tmp_path / "ckpt"
+    cmd = stage1_cmd(tiny_recipe, train_shards, ckpt, "dist.gather=module")
+    assert launch.run(cmd, tmp_path / "log.txt", timeout=300) == 0, (tmp_path / "log.txt").read_text()[-4000:]
+    assert "ZeRO-3 gathers per block" not in (tmp_path / "log.txt").read_text()
+    block, module = consolidated(stage1), consolidated(ckpt)
+    assert block.keys() == module.keys()
+    different = [key for key in block if not torch.equal(block[key], module[key])]
+    assert not different, different[:5]

@@ -351,6 +351,26 @@ def test_activation_checkpointing_is_a_training_key(tiny_recipe, on):
     assert job.build_model(ds_config).llm.is_activation_checkpointing is on
 
 
+def test_gather_per_block_marks_the_blocks_of_the_llm_and_the_encoders_and_nothing_inside_them(tiny_recipe):
+    from deepspeed.utils import z3_leaf_module
+
+    from affectgpt.train.components import AffectGPTJob
+    from affectgpt.train.gather import gather_per_block
+
+    c = cfg(f"model.recipe={tiny_recipe}", "dist.strategy=ddp")
+    job = AffectGPTJob(c)
+    model = job.build_model(fill(load_template(template_path(c)), c, world_size=1, bf16=False,
+                                 hidden_size=job.hidden_size))
+    assert cfg().dist.gather == "block"
+    marked = gather_per_block(model)
+    layers = model.llm.config.get_text_config().num_hidden_layers
+    decoder = type(model.llm.get_decoder().layers[0]).__name__
+    assert marked[decoder] == layers
+    assert sum(marked.values()) > layers  # the encoders' layers too
+    leaves = [name for name, m in model.named_modules() if z3_leaf_module(m)]
+    assert all(not a.startswith(b + ".") for a in leaves for b in leaves), "a block nested in a marked block"
+    assert not z3_leaf_module(model) and not z3_leaf_module(model.llm)  # generate() calls no block's parent
+
 def test_study_grid_has_a_finetune_axis_without_lora_on_a_random_llm(tmp_path):
     from affectgpt.study import ShardPaths, StudyConfig, cells
 
