@@ -5,9 +5,11 @@
 1. Peak: the best fp32 matmul rate (2048 x 2048, all threads), measured here before and after the timed
    steps, is the MFU denominator.
 2. For each backbone (with the zoo's CLIP-tiny and Whisper-tiny encoders, Q-Former fusion): one micro-batch of
-   decoded synthetic clips, timed forward+backward, padded and packed. tokens/s counts real (non-padding) LLM
-   tokens. Model FLOPs = 6 x N x tokens + attention, N = trainable LLM matmul parameters (the input embedding
-   is a lookup: counted only when tied, as the output head), attention = 12 x layers x hidden x sum(len^2) / 2
+   decoded synthetic clips, timed forward+backward, padded and packed, and padded once more through the LLM's
+   own ``labels=`` loss (the baseline: the LM head over every position, where AffectGPT.forward projects only
+   the description's targets). tokens/s counts real (non-padding) LLM tokens. Model FLOPs = 6 x N x tokens +
+   6 x H x targets + attention, N = trainable LLM matmul parameters but the head, H = the head's (the input
+   embedding is a lookup: counted only when tied, as the output head), attention = 12 x layers x hidden x sum(len^2) / 2
    per step (fwd+bwd of QK^T and AV, causal half). The frozen encoders and adapters are not counted.
    On CPU, SDPA/eager attend over the whole packed row under a block-diagonal mask (sum(len)^2 scores, not
    sum(len^2)), so packing saves the padded MLP/head work but not attention; FlashAttention-2's varlen kernel
@@ -34,6 +36,7 @@ from affectgpt.media import decode_clip
 from affectgpt.model import AffectGPT, AffectGPTConfig
 from affectgpt.model.zoo import build_zoo
 from affectgpt.synth.corpus_writer import SPLITS, SynthConfig, write_corpus
+from affectgpt.train.session import target_tokens
 
 log = logging.getLogger("model_throughput")
 
@@ -49,23 +52,33 @@ def matmul_peak(n: int = 2048, repeats: int = 20) -> float:
     return 2 * n**3 / best
 
 
-def model_flops(model: AffectGPT, lengths: list[int]) -> float:
+def model_flops(model: AffectGPT, lengths: list[int], targets: int) -> float:
     llm = model.llm
     text = llm.config.get_text_config()
-    n = sum(p.numel() for p in llm.parameters() if p.requires_grad)
+    head = llm.get_output_embeddings().weight.numel()
+    n = sum(p.numel() for p in llm.parameters() if p.requires_grad) - head
     if not text.tie_word_embeddings:
         n -= llm.get_input_embeddings().weight.numel()
     attention = 12 * text.num_hidden_layers * text.hidden_size * sum(k * k for k in lengths) / 2
-    return 6 * n * sum(lengths) + attention
+    return 6 * n * sum(lengths) + 6 * head * targets + attention
 
 
-def time_step(model: AffectGPT, batch: dict[str, torch.Tensor], repeats: int) -> float:
+def full_head_loss(model: AffectGPT, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The same loss through the LLM's ``labels=`` path: logits at every position (the baseline)."""
+    embeds = model.embed(batch["input_ids"], batch.get("frames"), batch.get("has_video"), batch.get("audio"),
+                         batch.get("audio_lengths"), batch.get("has_audio"))
+    return model.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"],
+                     use_cache=False).loss
+
+
+def time_step(model: AffectGPT, batch: dict[str, torch.Tensor], repeats: int, loss=None) -> float:
     """Best wall time of forward+backward (gradients cleared between steps, no optimizer)."""
+    loss = loss or (lambda b: model(**b).loss)
     best = float("inf")
     for i in range(repeats + 1):  # the first step warms up allocators and kernels
         model.zero_grad(set_to_none=True)
         start = time.perf_counter()
-        model(**batch).loss.backward()
+        loss(batch).backward()
         if i:
             best = min(best, time.perf_counter() - start)
     return best
@@ -81,10 +94,14 @@ def throughput(zoo: Path, backbone: str, samples: list[dict], repeats: int) -> d
     model = AffectGPT.from_config(cfg).train()
     padded = model.collator()(samples)
     lengths = padded["attention_mask"].sum(1).tolist()
+    targets = target_tokens(padded)
+    torch.testing.assert_close(model(**padded).loss, full_head_loss(model, padded))
     return {
         "padded": time_step(model, padded, repeats),
         "packed": time_step(model, model.collator(packed=True)(samples), repeats),
-        "tokens": sum(lengths), "width": padded["input_ids"].shape[1], "flops": model_flops(model, lengths),
+        "full head": time_step(model, padded, repeats, lambda b: full_head_loss(model, b)),
+        "tokens": sum(lengths), "targets": targets, "width": padded["input_ids"].shape[1],
+        "flops": model_flops(model, lengths, targets),
         "params": model.parameter_summary(),
     }
 
@@ -96,6 +113,8 @@ def report(backbone: str, r: dict, batch_size: int, peak: float) -> None:
               f"MFU {r['flops'] / seconds / peak:6.1%}  (batch {batch_size} x {r['width']} padded, "
               f"{r['tokens']} real tokens)")
     print(f"  {backbone:14s} packed/padded speed: {r['padded'] / r['packed']:.2f}x  ({r['params']})")
+    print(f"  {backbone:14s} head on the {r['targets']} targets vs on all {r['tokens']} tokens (full head "
+          f"{r['full head'] * 1e3:.1f} ms): {r['full head'] / r['padded']:.2f}x faster")
 
 
 def padding_waste(zoo: Path, corpus: Path, batch_size: int, seed: int) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
 
 import torch
 from transformers import PreTrainedModel
@@ -36,18 +37,31 @@ def gather_per_block(model: torch.nn.Module) -> Counter[str]:
     Returns how many blocks of each class were marked; a block nested in a marked one is left as it is."""
     from deepspeed.utils import set_z3_leaf_module
 
-    wanted = block_classes(model)
     marked: Counter[str] = Counter()
-
-    def visit(module: torch.nn.Module) -> None:
-        name = type(module).__name__
-        if name in wanted:
+    for module, block in gathered_units(model):
+        if block:
             set_z3_leaf_module(module, True)
-            marked[name] += 1
-            return
-        for child in module.children():
-            visit(child)
-
-    visit(model)
+            marked[type(module).__name__] += 1
     log.info("ZeRO-3 gathers per block: %s", ", ".join(f"{n} x{k}" for n, k in sorted(marked.items())) or "none")
     return marked
+
+
+def largest_gather(model: torch.nn.Module) -> int:
+    """Parameters of the largest unit ZeRO-3 gathers whole under ``dist.gather=block``: a block with everything
+    in it, or a module outside the blocks (an embedding, the LM head) with its own parameters."""
+    return max(sum(p.numel() for p in module.parameters(recurse=block)) for module, block in gathered_units(model))
+
+
+def gathered_units(model: torch.nn.Module) -> Iterator[tuple[torch.nn.Module, bool]]:
+    """(module, is a block) for each unit of gathering: the blocks, and every module outside them."""
+    wanted = block_classes(model)
+
+    def visit(module: torch.nn.Module) -> Iterator[tuple[torch.nn.Module, bool]]:
+        if type(module).__name__ in wanted:
+            yield module, True
+            return
+        yield module, False
+        for child in module.children():
+            yield from visit(child)
+
+    yield from visit(model)

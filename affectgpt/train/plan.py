@@ -20,8 +20,9 @@ Every figure comes from the recipe's real architecture, built on the ``meta`` de
       frozen      p per parameter, divided by N under ZeRO-3 only
 
   DeepSpeed's ZeRO optimizers keep an fp32 master partition even for fp32 parameters (stage 0 does not), and in
-  bf16 the step converts the gradient partition to fp32. ZeRO-3 also gathers whole modules while they run: the
-  largest module's parameters and gradients (``2 p`` bytes each) are live on top. ``benchmarks/train_zero.py``
+  bf16 the step converts the gradient partition to fp32. ZeRO-3 also gathers whole blocks while they run
+  (``dist.gather=block``, ``affectgpt.train.gather``): the largest block's, or embedding's, parameters and
+  gradients (``2 p`` bytes each) are live on top. ``benchmarks/train_zero.py``
   prints these predictions against model-state bytes measured on the real ranks.
 
 The largest micro-batch that fits leaves ``headroom`` of the GPU free (CUDA context, allocator fragmentation,
@@ -107,7 +108,7 @@ class ModelFacts:
     components: dict[str, dict[str, int]]  # name -> {"params", "trainable"}
     trainable: int
     frozen: int
-    largest_module: int  # parameters of the largest single module (ZeRO-3 gathers it whole)
+    largest_module: int  # parameters of the largest unit ZeRO-3 gathers whole (a block: train.gather)
     layers: int  # LLM decoder layers
     seq: int
     flops: int  # forward + backward, as count_flops counts it
@@ -143,6 +144,7 @@ def measure(model_cfg: Any, seq: int, targets: int | None = None) -> ModelFacts:
     from affectgpt.model import AffectGPT
     from affectgpt.model.affectgpt import target_loss
     from affectgpt.train.flops import count_flops
+    from affectgpt.train.gather import largest_gather
 
     targets = min(model_cfg.max_description_tokens + 1 if targets is None else targets, seq - 1)
     model = AffectGPT.on_meta(model_cfg).train()
@@ -185,7 +187,7 @@ def measure(model_cfg: Any, seq: int, targets: int | None = None) -> ModelFacts:
     total = sum(c["params"] for c in components.values())
     return ModelFacts(
         components=components, trainable=trainable, frozen=total - trainable,
-        largest_module=max(sum(_numel(p) for p in m.parameters(recurse=False)) for m in model.modules()),
+        largest_module=largest_gather(model),
         layers=len(layers), seq=seq, flops=forward + backward, flops_checkpointed=forward + backward + layer_forward,
         layer_bytes=in_layers // len(layers), layer_input_bytes=seq * hidden * _itemsize(model_cfg.dtype),
         other_bytes=sum(b for b, inner in activations.values() if not inner),

@@ -355,7 +355,7 @@ def test_gather_per_block_marks_the_blocks_of_the_llm_and_the_encoders_and_nothi
     from deepspeed.utils import z3_leaf_module
 
     from affectgpt.train.components import AffectGPTJob
-    from affectgpt.train.gather import gather_per_block
+    from affectgpt.train.gather import gather_per_block, largest_gather
 
     c = cfg(f"model.recipe={tiny_recipe}", "dist.strategy=ddp")
     job = AffectGPTJob(c)
@@ -370,6 +370,11 @@ def test_gather_per_block_marks_the_blocks_of_the_llm_and_the_encoders_and_nothi
     leaves = [name for name, m in model.named_modules() if z3_leaf_module(m)]
     assert all(not a.startswith(b + ".") for a in leaves for b in leaves), "a block nested in a marked block"
     assert not z3_leaf_module(model) and not z3_leaf_module(model.llm)  # generate() calls no block's parent
+    # the planner's ZeRO-3 live parameters: a whole block, more than any one module in it
+    layer = model.llm.get_decoder().layers[0]
+    whole = sum(p.numel() for p in layer.parameters())
+    assert largest_gather(model) >= whole > max(sum(p.numel() for p in m.parameters(recurse=False))
+                                                for m in layer.modules())
 
 def test_study_grid_has_a_finetune_axis_without_lora_on_a_random_llm(tmp_path):
     from affectgpt.study import ShardPaths, StudyConfig, cells
