@@ -14,6 +14,8 @@ import psutil
 import pytest
 import torch
 
+from affectgpt.run_metrics import TRAIN_LOSS
+
 from . import ds_launch as launch
 from .ds_launch import STEPS, consolidated, stage1_cmd
 
@@ -86,12 +88,22 @@ def test_other_world_size_is_refused_then_resumes_after_conversion(stage1, tiny_
 
 def test_gathering_per_block_trains_the_weights_of_gathering_per_module(stage1, tiny_recipe, train_shards, tmp_path):
     """dist.gather=block (the default: one ZeRO-3 hook per transformer block) changes when parameters are
-    gathered, never what a step computes: DeepSpeed's per-module hooks train the same weights bit for bit."""
+    gathered, not what a step computes. Without DeepSpeed's per-module hooks (identity autograd nodes around
+    every module) autograd sums some gradients in another order, so the two runs agree to float rounding, not
+    bit for bit: every logged loss to 6 digits, and after 12 Adam steps at lr 3e-3 (each moving a weight by up to
+    ~3e-3) every weight to 1e-4."""
     ckpt = tmp_path / "ckpt"
     cmd = stage1_cmd(tiny_recipe, train_shards, ckpt, "dist.gather=module")
     assert launch.run(cmd, tmp_path / "log.txt", timeout=300) == 0, (tmp_path / "log.txt").read_text()[-4000:]
     assert "ZeRO-3 gathers per block" not in (tmp_path / "log.txt").read_text()
+
+    def losses(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [row[TRAIN_LOSS] for row in rows if TRAIN_LOSS in row]
+
+    assert len(losses(stage1)) == STEPS // 2  # log_every=2
+    assert losses(ckpt) == pytest.approx(losses(stage1), rel=1e-6)
     block, module = consolidated(stage1), consolidated(ckpt)
     assert block.keys() == module.keys()
-    different = [key for key in block if not torch.equal(block[key], module[key])]
-    assert not different, different[:5]
+    for key in block:
+        torch.testing.assert_close(module[key], block[key], rtol=0, atol=1e-4, msg=key)
