@@ -130,6 +130,8 @@ def _run(cfg: TrainConfig, job: Job) -> int:
     deepspeed.init_distributed()  # adopts the process group
     rank, world_size = dist.get_rank(), dist.get_world_size()
     on_gpu = get_accelerator().device_name() != "cpu"
+    if not on_gpu:
+        share_cores()
     bf16 = cfg.dist.precision == "bf16" or (
         cfg.dist.precision == "auto" and on_gpu and get_accelerator().is_bf16_supported()
     )
@@ -488,6 +490,19 @@ def _restore(engine: Any, batches: StatefulBatches, info: CheckpointInfo, univer
         rng.restore(state["rng"])
     return Progress(info.step, info.meta.get("tracking_run_id"), float(state["wall_s"]),
                     int(state["flops_per_micro_batch"]), state.get("best_step"), state.get("best_value"))
+
+
+def share_cores() -> int:
+    """On CPU, the node's ranks split its cores: each rank's torch would otherwise start a thread per core, and N
+    ranks would run N times as many threads as there are cores (torchrun sets OMP_NUM_THREADS=1 for the same
+    reason; the deepspeed launcher sets it only with --bind_cores_to_rank). An OMP_NUM_THREADS the user set is
+    kept. Returns the rank's threads."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or 1)  # torchrun, deepspeed
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local))
+        log.info("%d CPU thread(s) per rank: %d cores shared by %d local rank(s)", torch.get_num_threads(),
+                 len(os.sched_getaffinity(0)), local)
+    return torch.get_num_threads()
 
 
 def _init_process_group(backend: str) -> None:

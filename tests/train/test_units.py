@@ -376,6 +376,26 @@ def test_gather_per_block_marks_the_blocks_of_the_llm_and_the_encoders_and_nothi
     assert largest_gather(model) >= whole > max(sum(p.numel() for p in m.parameters(recurse=False))
                                                 for m in layer.modules())
 
+@pytest.mark.parametrize("env, want", [({"LOCAL_SIZE": "2"}, "half"), ({"LOCAL_WORLD_SIZE": "1"}, "all"),
+                                       ({"LOCAL_SIZE": "2", "OMP_NUM_THREADS": "3"}, "kept")])
+def test_cpu_ranks_share_the_cores(monkeypatch, env, want):
+    import os
+
+    from affectgpt.train.session import share_cores
+
+    before = torch.get_num_threads()
+    for key in ("OMP_NUM_THREADS", "LOCAL_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cores = len(os.sched_getaffinity(0))
+    torch.set_num_threads(3)
+    try:
+        expected = {"half": max(1, cores // 2), "all": cores, "kept": 3}[want]
+        assert share_cores() == expected == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
 def test_study_grid_has_a_finetune_axis_without_lora_on_a_random_llm(tmp_path):
     from affectgpt.study import ShardPaths, StudyConfig, cells
 
