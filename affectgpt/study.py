@@ -6,7 +6,7 @@ A cell is (backbone recipe, initialisation, finetune): ``<backbone>/<init>`` for
 are left out, as LoRA freezes the LLM). Its steps run one after another as the user would run them:
 
     stage 1   deepspeed --module affectgpt.train --config <stage1> (coarse shards; skipped by "stage2-only")
-    export    affectgpt export <stage1 checkpoints> --out <cell>/stage1/model
+    export    affectgpt export <stage1 checkpoints> --out <cell>/stage1/model   (in the study's process)
     stage 2   deepspeed --module affectgpt.train --config <stage2> (fine shards; from the stage 1 export or the base)
     export    affectgpt export <stage2 checkpoints> --out <cell>/stage2/model   (--best with select.rule=best-val)
     eval      affectgpt eval --model <cell>/stage2/model --shards <test shards>   -> an MLflow eval run
@@ -244,8 +244,8 @@ class Study:
         args = [f"data.shards={shards}", f"checkpoint.dir={ckpt}", "checkpoint.resume=auto", f"tags.stage={stage}",
                 f"run_name={overrides_tag(overrides, 'cell')} stage {stage}", *overrides]
         self._step(f"stage {stage} training", [*launcher, "--config", str(config), *args])
-        self._step(f"stage {stage} export", [str(self.bin / "affectgpt"), "export", str(ckpt), "--out", str(model),
-                                             *(["--best"] if best else [])])
+        self._in_process(f"stage {stage} export", ["export", str(ckpt), "--out", str(model),
+                                                   *(["--best"] if best else [])])
         return model
 
     def _tracking_overrides(self, tags: dict[str, str]) -> list[str]:
@@ -275,6 +275,18 @@ class Study:
         config = out / "eval.yaml"  # the cell's evaluation, rerunnable by hand: affectgpt eval --config <it>
         save_config(run, config)
         self._step(f"{tags['cell']} evaluation", [str(self.bin / "affectgpt"), "eval", "--config", str(config)])
+
+    def _in_process(self, step: str, argv: list[str]) -> None:
+        """``affectgpt <argv>`` in the study's own process: an export is one process on the CPU, and the torch,
+        transformers and DeepSpeed imports it would repeat in a process of its own took ~5 of its ~8 s."""
+        from affectgpt.cli import main
+
+        log.info("%s: affectgpt %s", step, " ".join(argv))
+        start = time.perf_counter()
+        code = main(argv)
+        if code != 0:
+            raise StepFailed(step, code)
+        log.info("%s: done in %.0f s", step, time.perf_counter() - start)
 
     def _step(self, step: str, cmd: list[str]) -> None:
         log.info("%s: %s", step, " ".join(cmd))
