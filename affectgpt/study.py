@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -278,22 +279,30 @@ class Study:
 
     def _in_process(self, step: str, argv: list[str]) -> None:
         """``affectgpt <argv>`` in the study's own process: an export is one process on the CPU, and the torch,
-        transformers and DeepSpeed imports it would repeat in a process of its own took ~5 of its ~8 s."""
+        transformers and DeepSpeed imports it would repeat in a process of its own took ~5 of its ~8 s. An error
+        fails the cell, as a crashed subprocess would, instead of ending the study."""
         from affectgpt.cli import main
 
-        log.info("%s: affectgpt %s", step, " ".join(argv))
-        start = time.perf_counter()
-        code = main(argv)
-        if code != 0:
-            raise StepFailed(step, code)
-        log.info("%s: done in %.0f s", step, time.perf_counter() - start)
+        def run() -> int:
+            try:
+                return main(argv)
+            except Exception:
+                log.exception("%s failed", step)
+                return 1
+
+        self._timed(step, f"affectgpt {' '.join(argv)}", run)
 
     def _step(self, step: str, cmd: list[str]) -> None:
-        log.info("%s: %s", step, " ".join(cmd))
+        self._timed(step, " ".join(cmd),
+                    lambda: subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode)
+
+    @staticmethod
+    def _timed(step: str, command: str, run: Callable[[], int]) -> None:
+        log.info("%s: %s", step, command)
         start = time.perf_counter()
-        result = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        if result.returncode != 0:
-            raise StepFailed(step, result.returncode)
+        code = run()
+        if code != 0:
+            raise StepFailed(step, code)
         log.info("%s: done in %.0f s", step, time.perf_counter() - start)
 
 

@@ -499,9 +499,10 @@ def share_cores() -> int:
     kept. Returns the rank's threads."""
     if "OMP_NUM_THREADS" not in os.environ:
         local = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or 1)  # torchrun, deepspeed
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local))
-        log.info("%d CPU thread(s) per rank: %d cores shared by %d local rank(s)", torch.get_num_threads(),
-                 len(os.sched_getaffinity(0)), local)
+        cores = len(os.sched_getaffinity(0))
+        torch.set_num_threads(max(1, cores // local))
+        log.info("%d CPU thread(s) per rank: %d cores shared by %d local rank(s)", torch.get_num_threads(), cores,
+                 local)
     return torch.get_num_threads()
 
 

@@ -396,6 +396,23 @@ def test_cpu_ranks_share_the_cores(monkeypatch, env, want):
     finally:
         torch.set_num_threads(before)
 
+def test_a_failed_in_process_export_fails_the_cell_not_the_study(tmp_path, monkeypatch):
+    import affectgpt.cli
+    from affectgpt.study import ShardPaths, StepFailed, Study, StudyConfig
+
+    recipe = ROOT / "configs" / "models" / "llama-tiny.yaml"
+    study = Study(StudyConfig(name="s", out=tmp_path, shards=ShardPaths(tmp_path, tmp_path, tmp_path),
+                              backbones=[recipe], baselines=["untrained"]))
+    with pytest.raises(StepFailed, match="stage 1 export exited with code 1"):  # the export's own error
+        study._in_process("stage 1 export", ["export", str(tmp_path / "no-checkpoints"), "--out", str(tmp_path / "m")])
+
+    def crash(argv):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(affectgpt.cli, "main", crash)
+    with pytest.raises(StepFailed, match="stage 2 export exited with code 1"):  # an unexpected one
+        study._in_process("stage 2 export", ["export", "x", "--out", "y"])
+
 def test_study_grid_has_a_finetune_axis_without_lora_on_a_random_llm(tmp_path):
     from affectgpt.study import ShardPaths, StudyConfig, cells
 
